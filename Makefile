@@ -1,0 +1,60 @@
+# Multimodal speech emotion recognition suite. `make help` lists the targets.
+SHELL := /bin/bash
+PY := .venv/bin/python
+CORPUS ?= builtin
+SWEEP ?= pooling
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export WANDB_MODE ?= offline
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install system-deps run prepare features train sweep report demo bench test test-all lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+system-deps:  ## Debian packages the suite needs (espeak-ng for the built-in corpus, ffmpeg for mp3)
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng ffmpeg; }
+
+.venv/.installed: requirements.txt
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	# torch first: the CPU wheel on this machine's disk (otherwise pip pulls a CUDA build)
+	.venv/bin/pip install -q torch==2.13.0
+	.venv/bin/pip install -q torch==2.13.0 -r requirements.txt
+	touch $@
+
+install: system-deps .venv/.installed  ## create .venv with everything pinned (offline-capable)
+
+run: install  ## the main job: prepare CORPUS (default builtin), features, pooling+fusion sweeps, report
+	$(PY) -m experiments.main --corpus $(CORPUS) $(if $(IEMOCAP_ROOT),--root $(IEMOCAP_ROOT)) $(if $(ROOT),--root $(ROOT))
+
+prepare: install  ## prepare a corpus: make prepare CORPUS=ravdess ROOT=path
+	$(PY) -m experiments.prepare $(CORPUS) $(if $(ROOT),--root $(ROOT))
+
+features: install  ## extract and cache features of a prepared corpus
+	$(PY) -m experiments.features $(CORPUS)
+
+sweep: install  ## run configs/sweeps/$(SWEEP).yaml on CORPUS
+	$(PY) -m experiments.sweep configs/sweeps/$(SWEEP).yaml --corpus $(CORPUS)
+
+report: install  ## write report.md/results.csv/plots for a sweep folder: make report DIR=runs/sweeps/pooling
+	$(PY) -m experiments.report $(DIR)
+
+demo: install  ## the Gradio demo on 127.0.0.1
+	$(PY) -m experiments.demo
+
+bench: install  ## benchmarks: prints a table, writes bench/results.json
+	$(PY) -m experiments.bench
+
+test: install  ## the test suite (what CI runs)
+	$(PY) -m pytest -q
+
+lint: install  ## ruff and mypy
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy datamodules lightning_modules experiments
+
+clean:  ## remove generated caches and runs (keeps .venv)
+	rm -rf cache runs wandb lightning_logs

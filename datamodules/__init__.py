@@ -1,0 +1,1 @@
+"""Corpus readers, feature extraction and caching, splits and the LightningDataModule."""

@@ -1,0 +1,1 @@
+"""Command-line entry points: prepare, features, train, sweep, report, predict, demo, bench."""

@@ -1,0 +1,1 @@
+"""Model parts (encoders, poolings, fusions, heads) and the one LightningModule."""
