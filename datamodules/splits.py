@@ -1,0 +1,293 @@
+"""Train/val/test splits of a prepared corpus, written to disk once and reused.
+
+Protocols (`fold` picks one of `n_folds(table, protocol)` folds; `seed` fixes every random choice):
+
+- `sd8020`: speaker-dependent 80/20, stratified by label; val is carved from the training 80
+  (stratified too). There is one fold; `fold > 0` gives another seeded repetition.
+- `loso`: leave-one-session-out; folds are the sorted sessions (IEMOCAP's 5; for other corpora a
+  session is whatever speaker group the reader wrote). The test part is a whole session; val is
+  one speaker of the training sessions, drawn by (seed, fold), so val stays speaker-independent.
+- `lospko`: leave-one-speaker-out; folds are the sorted speakers. Val is the other speaker of the
+  test speaker's session when that session has exactly two speakers (the IEMOCAP convention),
+  else one training speaker drawn by (seed, fold).
+- `speakers`: explicit `test_speakers` (a fixed hold-out); val is `val_speakers` or one training
+  speaker drawn by seed.
+
+Files live in `cache/<corpus>/splits/<protocol>-seed<S>[-spk...]/fold<K>.json` with `train`,
+`val`, `test` lists of utterance ids. For speaker-independent protocols no test speaker may be in
+train or val: `SplitLeakError` otherwise, both when a split is made and when one is read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from datamodules.utterances import atomic_write_text, corpus_dir, read_table
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["sd8020", "loso", "lospko", "speakers"]
+PROTOCOLS: tuple[str, ...] = ("sd8020", "loso", "lospko", "speakers")
+SPEAKER_INDEPENDENT: tuple[str, ...] = ("loso", "lospko", "speakers")
+PARTS: tuple[str, ...] = ("train", "val", "test")
+TEST_FRACTION = 0.2
+
+
+class SplitError(Exception):
+    """A split that cannot be made or read; the message names the protocol, speaker or file."""
+
+
+class SplitLeakError(SplitError):
+    """A speaker of the test part appears in train or val of a speaker-independent split."""
+
+
+def n_folds(table: pd.DataFrame, protocol: str) -> int:
+    """Number of folds of `protocol` on this table (sessions for loso, speakers for lospko)."""
+    _check_protocol(protocol)
+    if protocol == "loso":
+        return int(table["session"].nunique())
+    if protocol == "lospko":
+        return int(table["speaker"].nunique())
+    return 1
+
+
+def make_split(
+    table: pd.DataFrame,
+    protocol: str,
+    fold: int = 0,
+    seed: int = 0,
+    test_speakers: Sequence[str] | None = None,
+    val_speakers: Sequence[str] | None = None,
+    val_fraction: float = 0.1,
+) -> dict[str, list[str]]:
+    """Split the utterance ids of `table` into train/val/test lists (each sorted)."""
+    _check_protocol(protocol)
+    if table["utterance_id"].duplicated().any():
+        dup = table.loc[table["utterance_id"].duplicated(), "utterance_id"].iloc[0]
+        raise SplitError(f"utterance id '{dup}' appears twice in the table")
+    if not 0.0 <= val_fraction < 1.0:
+        raise SplitError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng([seed, fold, _protocol_code(protocol)])
+    if protocol == "sd8020":
+        if fold < 0:
+            raise SplitError(f"fold must be >= 0, got {fold}")
+        if test_speakers or val_speakers:
+            raise SplitError("sd8020 is speaker-dependent: test_speakers/val_speakers do not apply")
+        rest, test = _stratified(table, TEST_FRACTION, rng)
+        train, val = _stratified(table[table["utterance_id"].isin(rest)], val_fraction, rng)
+    else:
+        test_spk = _test_speakers(table, protocol, fold, test_speakers)
+        val_spk = _val_speakers(table, protocol, test_spk, val_speakers, rng)
+        speakers = table["speaker"]
+        test = table.loc[speakers.isin(test_spk), "utterance_id"].tolist()
+        if val_spk:
+            val = table.loc[speakers.isin(val_spk), "utterance_id"].tolist()
+            train = table.loc[~speakers.isin(test_spk | val_spk), "utterance_id"].tolist()
+        else:
+            # Only one speaker is left for training: val has to share it (logged, not silent).
+            log.warning(
+                "%s fold %d: a single training speaker, so val is a stratified %.0f%% of its "
+                "utterances (speaker-dependent validation)",
+                protocol,
+                fold,
+                100 * val_fraction,
+            )
+            train, val = _stratified(table[~speakers.isin(test_spk)], val_fraction, rng)
+    split = {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+    check_split(table, split, protocol)
+    return split
+
+
+def check_split(
+    table: pd.DataFrame, split: dict[str, list[str]], protocol: str, source: str = "split"
+) -> None:
+    """Raise if parts overlap, name unknown ids, or leak a test speaker (speaker-independent)."""
+    missing = [p for p in PARTS if p not in split]
+    if missing:
+        raise SplitError(f"{source} lacks parts {missing}")
+    known = set(table["utterance_id"])
+    for part in PARTS:
+        unknown = [u for u in split[part] if u not in known]
+        if unknown:
+            raise SplitError(
+                f"{source}: {len(unknown)} {part} ids are not in the prepared table "
+                f"(e.g. '{unknown[0]}'); the corpus changed since the split was written: "
+                "delete the split file to make a new one"
+            )
+    seen: dict[str, str] = {}
+    for part in PARTS:
+        for uid in split[part]:
+            if uid in seen:
+                raise SplitError(f"{source}: id '{uid}' is in both {seen[uid]} and {part}")
+            seen[uid] = part
+    if protocol not in SPEAKER_INDEPENDENT:
+        return
+    speaker_of = dict(zip(table["utterance_id"], table["speaker"], strict=True))
+    test_spk = {speaker_of[u] for u in split["test"]}
+    for part in ("train", "val"):
+        leaked = sorted(test_spk & {speaker_of[u] for u in split[part]})
+        if leaked:
+            raise SplitLeakError(
+                f"{source}: test speakers {leaked} are also in {part}; protocol '{protocol}' is "
+                "speaker-independent"
+            )
+
+
+def split_path(
+    corpus: str,
+    protocol: str,
+    fold: int = 0,
+    seed: int = 0,
+    test_speakers: Sequence[str] | None = None,
+    val_speakers: Sequence[str] | None = None,
+    val_fraction: float = 0.1,
+) -> Path:
+    """`cache/<corpus>/splits/<protocol>-seed<S>[-spk..][-val..][-vf..]/fold<K>.json`."""
+    name = f"{protocol}-seed{seed}"
+    if protocol == "speakers" and test_speakers:
+        name += "-spk" + _speaker_tag(test_speakers)
+    if val_speakers:
+        name += "-val" + _speaker_tag(val_speakers)
+    if val_fraction != 0.1:
+        name += f"-vf{val_fraction:g}"
+    return corpus_dir(corpus) / "splits" / name / f"fold{fold}.json"
+
+
+def load_or_create_split(
+    corpus: str,
+    protocol: str,
+    fold: int = 0,
+    seed: int = 0,
+    test_speakers: Sequence[str] | None = None,
+    val_speakers: Sequence[str] | None = None,
+    val_fraction: float = 0.1,
+    table: pd.DataFrame | None = None,
+) -> dict[str, list[str]]:
+    """Read the split file of these settings (checked against the table), or make and write it."""
+    table = read_table(corpus) if table is None else table
+    path = split_path(corpus, protocol, fold, seed, test_speakers, val_speakers, val_fraction)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            split = {part: [str(u) for u in data[part]] for part in PARTS}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SplitError(f"cannot read split file {path}: {exc}; delete it") from exc
+        check_split(table, split, protocol, source=f"split file {path}")
+        n_left_out = len(table) - sum(len(v) for v in split.values())
+        if n_left_out:
+            log.warning("split file %s leaves %d utterances of the table out", path, n_left_out)
+        return split
+    split = make_split(table, protocol, fold, seed, test_speakers, val_speakers, val_fraction)
+    record: dict[str, Any] = {
+        "corpus": corpus,
+        "protocol": protocol,
+        "fold": fold,
+        "seed": seed,
+        "test_speakers": list(test_speakers or []),
+        "val_speakers": list(val_speakers or []),
+        "val_fraction": val_fraction,
+        "counts": {part: len(split[part]) for part in PARTS},
+        "speakers": {part: _speakers_of(table, split[part]) for part in PARTS},
+        **split,
+    }
+    atomic_write_text(path, json.dumps(record, indent=1))
+    log.info("wrote split %s (%s)", path, record["counts"])
+    return split
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise SplitError(f"unknown protocol '{protocol}'; choose one of {list(PROTOCOLS)}")
+
+
+def _protocol_code(protocol: str) -> int:
+    return PROTOCOLS.index(protocol)
+
+
+def _stratified(
+    table: pd.DataFrame, fraction: float, rng: np.random.Generator
+) -> tuple[list[str], list[str]]:
+    """(kept, held) ids; `fraction` of each label (rounded) is held out."""
+    kept: list[str] = []
+    held: list[str] = []
+    for _, ids in sorted(table.groupby("label")["utterance_id"]):
+        ids = sorted(ids)
+        order = rng.permutation(len(ids))
+        n_held = int(round(fraction * len(ids)))
+        held += [ids[i] for i in order[:n_held]]
+        kept += [ids[i] for i in order[n_held:]]
+    return kept, held
+
+
+def _test_speakers(
+    table: pd.DataFrame, protocol: str, fold: int, test_speakers: Sequence[str] | None
+) -> set[str]:
+    if protocol == "speakers":
+        if not test_speakers:
+            raise SplitError("protocol 'speakers' needs test_speakers (a list of speaker ids)")
+        unknown = sorted(set(test_speakers) - set(table["speaker"]))
+        if unknown:
+            raise SplitError(
+                f"test_speakers {unknown} are not in the table (speakers: "
+                f"{sorted(table['speaker'].unique())[:20]})"
+            )
+        return set(test_speakers)
+    if test_speakers:
+        raise SplitError(f"test_speakers is only for protocol 'speakers', not '{protocol}'")
+    column = "session" if protocol == "loso" else "speaker"
+    groups = sorted(table[column].unique())
+    if not 0 <= fold < len(groups):
+        raise SplitError(
+            f"{protocol} has {len(groups)} folds ({column}s {groups}); got fold {fold}"
+        )
+    return set(table.loc[table[column] == groups[fold], "speaker"])
+
+
+def _val_speakers(
+    table: pd.DataFrame,
+    protocol: str,
+    test_spk: set[str],
+    val_speakers: Sequence[str] | None,
+    rng: np.random.Generator,
+) -> set[str]:
+    """Val speakers from the training side; empty when only one training speaker remains."""
+    if val_speakers:
+        val = set(val_speakers)
+        unknown = sorted(val - set(table["speaker"]))
+        if unknown:
+            raise SplitError(f"val_speakers {unknown} are not in the table")
+        leaked = sorted(val & test_spk)
+        if leaked:
+            raise SplitLeakError(f"val_speakers {leaked} are also test speakers")
+        return val
+    if protocol == "lospko":
+        (speaker,) = test_spk
+        sessions = table.loc[table["speaker"] == speaker, "session"].unique()
+        if len(sessions) == 1:
+            mates = set(table.loc[table["session"] == sessions[0], "speaker"])
+            if len(mates) == 2:
+                return mates - test_spk
+    candidates = sorted(set(table["speaker"]) - test_spk)
+    if len(candidates) < 2:
+        return set()
+    return {candidates[int(rng.integers(len(candidates)))]}
+
+
+def _speaker_tag(speakers: Sequence[str]) -> str:
+    tag = "_".join(re.sub(r"[^A-Za-z0-9.]+", "", s) for s in sorted(speakers))
+    if len(tag) > 40 or not tag:
+        tag = hashlib.sha1("\n".join(sorted(speakers)).encode()).hexdigest()[:12]
+    return tag
+
+
+def _speakers_of(table: pd.DataFrame, ids: list[str]) -> list[str]:
+    return sorted(table.loc[table["utterance_id"].isin(ids), "speaker"].unique())
