@@ -1,0 +1,149 @@
+"""Read a corpus into the utterance table: `python -m experiments.prepare READER --root PATH`.
+
+Writes `cache/<name>/utterances.csv` and `prepare.json`, then prints the count per
+emotion, the count per speaker and the drops per reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datamodules.audio import AudioError
+from datamodules.corpora import PrepareResult, count_by, options_from_dict, reader
+from datamodules.utterances import CorpusError, cache_root, write_table
+
+READER_NAMES = ("iemocap", "ravdess", "manifest", "builtin")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m experiments.prepare", description=__doc__)
+    p.add_argument("reader", choices=READER_NAMES)
+    p.add_argument("--root", type=Path, help="corpus folder (manifest: the CSV; builtin: optional)")
+    p.add_argument("--name", help="name of the prepared corpus (default: the reader's name)")
+    p.add_argument("--classes", help="comma-separated labels to keep, in this order")
+    p.add_argument("--config", type=Path, help="YAML file of reader options (unknown keys fail)")
+    p.add_argument("--align", choices=("none", "asr"), help="ravdess/manifest: word spans from ASR")
+    p.add_argument(
+        "--columns",
+        help="manifest: column mapping, e.g. transcript=Utterance,label=Emotion,speaker=Speaker",
+    )
+    p.add_argument("--seed", type=int, help="builtin: generation seed")
+    p.add_argument("--per-class", type=int, help="builtin: utterances per speaker and class")
+    return p.parse_args(argv)
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise CorpusError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise CorpusError(f"cannot parse config {path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise CorpusError(f"config {path} must be a mapping of option: value")
+    return values
+
+
+def build_options(args: argparse.Namespace, options_cls: type) -> Any:
+    """Config file values, overridden by the command-line flags that were given."""
+    values = load_config(args.config)
+    source = str(args.config) if args.config else "command line"
+    if args.classes is not None:
+        values["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
+    flags = {
+        "align": args.align,
+        "seed": args.seed,
+        "per_class": args.per_class,
+        "columns": _parse_columns(args.columns) if args.columns else None,
+    }
+    fields = {f.name for f in dataclasses.fields(options_cls)}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise CorpusError(f"--{key.replace('_', '-')} does not apply to reader {args.reader}")
+        values[key] = value
+    return options_from_dict(options_cls, values, source)
+
+
+def _parse_columns(text: str) -> dict[str, str]:
+    mapping = {}
+    for item in text.split(","):
+        if "=" not in item:
+            raise CorpusError(f"--columns item '{item}' is not of the form column=SourceName")
+        key, value = item.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def table(title: str, rows: Sequence[tuple[str, int]]) -> str:
+    """A small aligned two-column table."""
+    width = max([len(title)] + [len(str(k)) for k, _ in rows])
+    lines = [f"{title:<{width}}  {'n':>6}", "-" * (width + 8)]
+    lines += [f"{k!s:<{width}}  {v:>6d}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def summary(name: str, result: PrepareResult, path: Path) -> str:
+    per_class = count_by(result.utterances, "label")
+    per_speaker = count_by(result.utterances, "speaker")
+    parts = [
+        f"{name}: {len(result.utterances)} utterances, {len(per_speaker)} speakers -> {path}",
+        table("emotion", [(c, per_class.get(c, 0)) for c in result.classes]),
+        table("speaker", sorted(per_speaker.items())),
+        table("dropped because", list(result.drops.items())) if result.drops else "dropped: none",
+    ]
+    for reason, files in result.dropped_files.items():
+        shown = "\n  ".join(files[:20])
+        more = f"\n  ... and {len(files) - 20} more (see prepare.json)" if len(files) > 20 else ""
+        parts.append(f"{reason}:\n  {shown}{more}")
+    parts += result.notes
+    return "\n\n".join(parts)
+
+
+def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
+    module = reader(args.reader)
+    options = build_options(args, module.Options)
+    root = args.root
+    if root is None:
+        if args.reader != "builtin":
+            raise CorpusError(f"--root is required for reader {args.reader}")
+        root = cache_root() / "builtin" / "audio"
+    result = module.read(root, options)
+    if not result.utterances:
+        raise CorpusError(f"no utterances left from {root} after the protocol: {result.drops}")
+    name = args.name or args.reader
+    meta = {
+        "reader": args.reader,
+        "root": str(Path(root).resolve()),
+        "classes": result.classes,
+        "options": dataclasses.asdict(options),
+        "drops": result.drops,
+        "dropped_files": result.dropped_files,
+        "notes": result.notes,
+    }
+    return result, write_table(name, result.utterances, meta)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result, path = prepare(args)
+    except (CorpusError, AudioError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary(args.name or args.reader, result, path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
