@@ -1,0 +1,83 @@
+"""Poolings from a sequence to one vector, all `(x (B, T, D), mask (B, T) bool) -> (vector, weights)`.
+
+`weights` is (B, T) for attention and None otherwise. Rows with no real step give a zero
+vector (and zero weights), never NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
+    """Softmax over the True positions of `mask` along `dim`; exactly 0 elsewhere, 0 on empty rows."""
+    scores = scores.masked_fill(~mask, float("-inf"))
+    # An all-masked row would be softmax(-inf...) = NaN: give it finite scores, then zero it.
+    scores = torch.where(mask.any(dim, keepdim=True), scores, torch.zeros_like(scores))
+    return torch.softmax(scores, dim=dim).masked_fill(~mask, 0.0)
+
+
+class LastPool(nn.Module):
+    """(B, T, 2H) BLSTM states, (B, T) mask -> (B, 2H), weights None.
+
+    The forward direction's state at the last real step (lengths - 1) concatenated with the
+    backward direction's state at step 0: each is that direction's summary of the whole sequence.
+    """
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, None]:
+        half = x.shape[-1] // 2
+        last = (mask.sum(1) - 1).clamp(min=0)  # (B,)
+        forward_last = x[torch.arange(x.shape[0], device=x.device), last, :half]  # (B, H)
+        backward_first = x[:, 0, half:]  # (B, H)
+        out = torch.cat([forward_last, backward_first], dim=-1)
+        return out.masked_fill(~mask.any(1, keepdim=True), 0.0), None
+
+
+class MeanPool(nn.Module):
+    """(B, T, D) sequence, (B, T) mask -> (B, D) mean over real steps, weights None."""
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, None]:
+        # masked_fill rather than x * mask: padding may hold anything, even inf.
+        total = x.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1)
+        return total / mask.sum(1, keepdim=True).clamp(min=1).to(x.dtype), None
+
+
+class AttentionPool(nn.Module):
+    """(B, T, D) sequence, (B, T) mask -> (B, D) = sum_i a_i h_i, weights a (B, T).
+
+    e_i = v^T tanh(W h_i + b); a = softmax over real steps only (padding masked with -inf).
+    """
+
+    def __init__(self, dim: int, attention_dim: int | None = None) -> None:
+        super().__init__()
+        attention_dim = attention_dim or dim
+        self.proj = nn.Linear(dim, attention_dim)
+        self.v = nn.Linear(attention_dim, 1, bias=False)
+
+    def scores(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> (B, T) unnormalised scores e_i."""
+        return self.v(torch.tanh(self.proj(x))).squeeze(-1)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        weights = masked_softmax(self.scores(x), mask)  # (B, T)
+        return torch.einsum("bt,btd->bd", weights, x), weights
+
+
+class ClsPool(nn.Module):
+    """(B, 1, D) [CLS] vector as a one-step sequence, (B, 1) mask -> (B, out_dim), weights None.
+
+    The text encoder's [CLS] vector already summarises the utterance, so no BLSTM runs before
+    it; a tanh projection brings it to the size the other poolings give.
+    """
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, out_dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, None]:
+        return torch.tanh(self.proj(x[:, 0])), None
+
+
+POOLINGS = ("last", "mean", "attention", "cls")

@@ -1,0 +1,178 @@
+"""The one LightningModule: every variant, one shared step, WA/UA/F1 metrics per stage."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from datamodules.batch import Batch
+from lightning_modules.metrics import build_metrics, class_names_or_default, summarize
+from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
+
+SCHEDULERS = ("none", "cosine", "plateau")
+STAGES = ("train", "val", "test")
+
+
+class EmotionClassifier(pl.LightningModule):
+    """Batch -> logits (B, C) for any architecture; cross-entropy, AdamW, metrics per stage.
+
+    `results[stage]` holds the last epoch's metrics.json fields (wa, ua, macro_f1, loss,
+    per_class, confusion, n) for each stage that ran.
+    """
+
+    def __init__(
+        self,
+        architecture: str = "acoustic",
+        pooling: str = "attention",
+        fusion: str = "gmu",
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.2,
+        head_hidden: int = 0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: str = "none",
+        warmup_epochs: int = 0,
+        class_weighting: bool = False,
+        num_classes: int = 4,
+        acoustic_dim: int = 65,
+        lexical_dim: int = 384,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ModelConfigError(
+                f"model.scheduler must be one of {SCHEDULERS}; got {scheduler!r}"
+            )
+        self.save_hyperparameters()
+        self.class_names = class_names_or_default(class_names, num_classes)
+        self.net = EmotionNet(
+            architecture,
+            num_classes,
+            acoustic_dim,
+            lexical_dim,
+            pooling,
+            fusion,
+            hidden_size,
+            num_layers,
+            dropout,
+            head_hidden,
+        )
+        # A buffer so that a class-weighted model's weights travel in its checkpoint.
+        self.register_buffer("class_weight", torch.ones(num_classes))
+        metrics = build_metrics(num_classes)
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.results: dict[str, dict[str, Any]] = {}
+
+    @property
+    def modalities(self) -> list[str]:
+        """The Batch modalities this model reads."""
+        return modalities_for(self.hparams.architecture)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        return self.net(batch)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and self.hparams.class_weighting and datamodule is not None:
+            weights = torch.as_tensor(datamodule.class_weights(), dtype=torch.float32)
+            self.class_weight.copy_(weights.to(self.class_weight.device))
+
+    def _shared_step(self, batch: Batch, stage: str) -> Tensor:
+        output = self(batch)
+        weight = self.class_weight if self.hparams.class_weighting else None
+        loss = F.cross_entropy(output.logits, batch.labels, weight=weight)
+        preds = output.logits.argmax(-1)
+        getattr(self, f"{stage}_metrics").update(preds, batch.labels)
+        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(batch))
+        if stage == "train":
+            self.log("train/loss_step", loss, batch_size=len(batch), prog_bar=True)
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> ModelOutput:
+        return self(batch)
+
+    def _epoch_end(self, stage: str) -> None:
+        metrics, loss_mean = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
+        if loss_mean.update_count == 0:
+            return  # e.g. a stage with no batches
+        computed = metrics.compute()  # synced across DDP processes
+        loss = loss_mean.compute()
+        record = summarize(computed, self.class_names, prefix=f"{stage}/", loss=float(loss))
+        self.results[stage] = record
+        scalars = {f"{stage}/{k}": record[k] for k in ("wa", "ua", "macro_f1", "loss")}
+        scalars |= {f"{stage}/acc_{name}": v for name, v in record["per_class"].items()}
+        # Values are already reduced over processes by torchmetrics.
+        self.log_dict(scalars, prog_bar=stage == "val", sync_dist=False)
+        metrics.reset()
+        loss_mean.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", patience=2
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/ua"},
+            }
+        if hp.scheduler == "cosine" or hp.warmup_epochs > 0:
+            total = max(int(self.trainer.max_epochs or 1), 1) if self._trainer else 1
+            warmup = hp.warmup_epochs
+            cosine = hp.scheduler == "cosine"
+
+            def factor(epoch: int) -> float:
+                if epoch < warmup:
+                    return (epoch + 1) / (warmup + 1)
+                if not cosine:
+                    return 1.0
+                progress = (epoch - warmup) / max(total - warmup, 1)
+                return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+        return optimizer
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # What prediction needs beyond hparams and the datamodule's own state (plain values only).
+        checkpoint["ser"] = {
+            "class_names": list(self.class_names),
+            "modalities": self.modalities,
+            "fusion": self.net.fusion_name,
+        }
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        if isinstance(batch, Batch):
+            return batch.to(device)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
