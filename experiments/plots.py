@@ -1,0 +1,197 @@
+"""The report's figures (PNG, matplotlib Agg): pooling bars, confusion matrices, attention, gates.
+
+Figures from `metrics.json` always work; the attention and gate figures need a checkpoint
+and the model code, and give a note instead of a figure when either is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from experiments.report import VariantRow
+
+DPI = 110
+N_ATTENTION_UTTERANCES = 3
+
+
+class PlotUnavailable(Exception):
+    """A figure that cannot be drawn here; the message says why (it goes into the report)."""
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def pooling_bars(rows: Sequence[VariantRow], path: Path) -> Path:
+    """WA and UA (mean ± sd) of every pooling, one panel per unimodal modality."""
+    uni = [r for r in rows if r.modality in ("acoustic", "lexical") and "ua" in r.stats]
+    if not uni:
+        raise PlotUnavailable("no acoustic or lexical runs: no pooling comparison")
+    modalities = [m for m in ("acoustic", "lexical") if any(r.modality == m for r in uni)]
+    protocols = sorted({r.protocol for r in uni})
+    fig, axes = plt.subplots(1, len(modalities), figsize=(5.5 * len(modalities), 4), squeeze=False)
+    for ax, modality in zip(axes[0], modalities, strict=True):
+        group = [r for r in uni if r.modality == modality]
+        labels = [r.pooling or r.architecture for r in group]
+        if len(protocols) > 1:
+            labels = [f"{lab}\n({r.protocol})" for lab, r in zip(labels, group, strict=True)]
+        x = np.arange(len(group))
+        for offset, metric, colour in ((-0.2, "wa", "#4c72b0"), (0.2, "ua", "#dd8452")):
+            means = [100 * r.stats[metric].mean if metric in r.stats else 0 for r in group]
+            sds = [100 * r.stats[metric].sd if metric in r.stats else 0 for r in group]
+            ax.bar(x + offset, means, 0.4, yerr=sds, capsize=4, label=metric.upper(), color=colour)
+        ax.set_xticks(x, labels)
+        ax.set_title(f"{modality}: pooling")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def mean_confusion(row: VariantRow) -> tuple[list[str], np.ndarray]:
+    """Row-normalised confusion averaged over a variant's runs: (labels, (C, C))."""
+    mats, labels = [], None
+    for run in row.runs:
+        conf = run.metrics.get("confusion") or {}
+        if not conf.get("labels"):
+            continue
+        if conf.get("normalized") is not None:
+            m = np.asarray(conf["normalized"], dtype=np.float64)
+        elif conf.get("counts") is not None:
+            counts = np.asarray(conf["counts"], dtype=np.float64)
+            m = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        else:
+            continue
+        if labels is None:
+            labels = list(conf["labels"])
+        if list(conf["labels"]) == labels and m.shape == (len(labels), len(labels)):
+            mats.append(m)
+    if not mats or labels is None:
+        raise PlotUnavailable(f"{row.label}: no confusion matrix in its metrics.json")
+    return labels, np.mean(mats, axis=0)
+
+
+def best_per_modality(rows: Sequence[VariantRow]) -> dict[str, VariantRow]:
+    """The variant with the highest mean UA for each modality."""
+    best: dict[str, VariantRow] = {}
+    for row in rows:
+        if "ua" not in row.stats:
+            continue
+        cur = best.get(row.modality)
+        if cur is None or row.stats["ua"].mean > cur.stats["ua"].mean:
+            best[row.modality] = row
+    return best
+
+
+def confusion_figure(row: VariantRow, path: Path) -> Path:
+    """A normalised confusion matrix (rows = true class) with the values written in."""
+    labels, m = mean_confusion(row)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(labels), 0.8 + 0.9 * len(labels)))
+    im = ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                f"{m[i, j]:.2f}",
+                ha="center",
+                va="center",
+                color="white" if m[i, j] > 0.5 else "black",
+                fontsize=9,
+            )
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ua = row.stats["ua"]
+    ax.set_title(
+        f"{row.label} ({row.protocol})\nUA {100 * ua.mean:.1f} ± {100 * ua.sd:.1f}, {ua.n} runs"
+    )
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def _checkpoint(row: VariantRow) -> Path:
+    run = row.best_run()
+    for candidate in (run.metrics.get("checkpoint"), run.run_dir / "checkpoints" / "best.ckpt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+        if candidate and (run.run_dir / str(candidate)).is_file():
+            return run.run_dir / str(candidate)
+    raise PlotUnavailable(f"{row.label}: no checkpoint in {run.run_dir} (checkpoints/best.ckpt)")
+
+
+def make_plots(rows: Sequence[VariantRow], out: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """Every figure that can be drawn into `out`; returns (caption, path) pairs and notes."""
+    out = Path(out)
+    figures: list[tuple[str, Path]] = []
+    notes: list[str] = []
+    try:
+        figures.append(
+            ("Pooling per modality (WA, UA; mean ± sd)", pooling_bars(rows, out / "pooling.png"))
+        )
+    except PlotUnavailable as exc:
+        notes.append(f"pooling bar chart skipped: {exc}")
+    for modality, row in best_per_modality(rows).items():
+        try:
+            path = confusion_figure(row, out / f"confusion_{modality}.png")
+            figures.append((f"Normalised confusion, best {modality} model: {row.label}", path))
+        except PlotUnavailable as exc:
+            notes.append(f"confusion matrix for {modality} skipped: {exc}")
+    for caption, fn, pick in (
+        ("Attention over time, best acoustic-attention model", attention_figure, attention_row),
+        ("GMU gate per class, MMMLA", gate_figure, gate_row),
+    ):
+        try:
+            row = pick(rows)
+            figures.append((f"{caption}: {row.label}", fn(_checkpoint(row), out)))
+        except PlotUnavailable as exc:
+            notes.append(f"{caption.split(',')[0].lower()} figure skipped: {exc}")
+        except Exception as exc:  # the model code is young; a figure must not sink the report
+            notes.append(
+                f"{caption.split(',')[0].lower()} figure failed: {type(exc).__name__}: {exc}"
+            )
+    return figures, notes
+
+
+def attention_row(rows: Sequence[VariantRow]) -> VariantRow:
+    """The best variant with acoustic attention pooling (acoustic first, then fusion models)."""
+    for modality in ("acoustic", "multimodal"):
+        cands = [r for r in rows if r.modality == modality and r.pooling == "attention"]
+        cands += [r for r in rows if r.modality == modality and r.architecture == "mmmla"]
+        if cands:
+            return max(cands, key=lambda r: r.stats["ua"].mean)
+    raise PlotUnavailable("no run with acoustic attention pooling in this sweep")
+
+
+def gate_row(rows: Sequence[VariantRow]) -> VariantRow:
+    """The best MMMLA (GMU fusion) variant."""
+    cands = [r for r in rows if r.architecture == "mmmla" or r.fusion == "gmu"]
+    if not cands:
+        raise PlotUnavailable("no MMMLA (GMU) run in this sweep")
+    return max(cands, key=lambda r: r.stats["ua"].mean)
+
+
+def attention_figure(checkpoint: Path, out: Path) -> Path:
+    """Attention weights over time under the spectrogram, words at their spans."""
+    raise PlotUnavailable("the model code (lightning_modules.system) is not there yet")
+
+
+def gate_figure(checkpoint: Path, out: Path) -> Path:
+    """Mean GMU gate value per true class."""
+    raise PlotUnavailable("the model code (lightning_modules.system) is not there yet")
