@@ -1,0 +1,518 @@
+"""Gradio demo: record, upload or pick a clip, and see what each model hears in it.
+
+    python -m experiments.demo [--host 127.0.0.1] [--port 7860] [--share-on-network] [--runs-dir runs]
+
+Models are the checkpoints found under `--runs-dir`; an architecture with none gets the
+built-in corpus's model, trained on first use into `runs/demo/<architecture>/`. The page binds
+127.0.0.1 unless `--share-on-network` (0.0.0.0) is given; Gradio share links are never made.
+The endpoint `/predict` (audio file, model) -> JSON serves `gradio_client`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline demo
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from datamodules.audio import SAMPLE_RATE  # noqa: E402
+from datamodules.utterances import REPO_ROOT, cache_root  # noqa: E402
+from experiments.inference import (  # noqa: E402
+    DEFAULT_RUNS_DIR,
+    PredictError,
+    Prediction,
+    Predictor,
+    checkpoint_architecture,
+    demo_checkpoint,
+    read_audio,
+    read_checkpoint,
+)
+
+log = logging.getLogger("experiments.demo")
+
+ARCHITECTURES = ("acoustic", "lexical", "mmb", "mmmla", "hierarchical")
+BUILTIN = "builtin"
+DEFAULT_MAX_UPLOAD_MB = 20.0
+DEMO_EPOCHS = 3
+SOURCES = ("Microphone", "Upload a file", "Bundled example")
+
+
+class DemoError(Exception):
+    """A demo request that cannot be served (bad upload, no model); shown to the user as is."""
+
+
+# ---------------------------------------------------------------------------------------
+# Models: the checkpoints under runs/, and the built-in ones trained on first use
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the model menu; `checkpoint` None = the built-in model, not trained yet."""
+
+    key: str
+    label: str
+    architecture: str
+    checkpoint: Path | None
+
+
+def available_models(runs_dir: Path) -> list[ModelChoice]:
+    """Every best checkpoint under `runs_dir`, plus a to-be-trained built-in model per missing arch."""
+    found: list[ModelChoice] = []
+    for path in sorted(Path(runs_dir).rglob("checkpoints/best.ckpt")):
+        try:
+            arch = checkpoint_architecture(read_checkpoint(path))
+        except PredictError as exc:
+            log.warning("skipping %s: %s", path, exc)
+            continue
+        rel = _display_path(path.parent.parent, runs_dir)
+        found.append(ModelChoice(str(path), f"{arch} · {rel}", arch, path))
+    have = {c.architecture for c in found}
+    for arch in ARCHITECTURES:
+        if arch not in have:
+            found.append(
+                ModelChoice(
+                    f"{BUILTIN}:{arch}",
+                    f"{arch} · built-in corpus (trained on first use)",
+                    arch,
+                    None,
+                )
+            )
+    order = {a: i for i, a in enumerate(ARCHITECTURES)}
+    return sorted(
+        found, key=lambda c: (order.get(c.architecture, 99), c.checkpoint is None, c.label)
+    )
+
+
+def _display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path(root).resolve().parent))
+    except ValueError:
+        return str(path)
+
+
+def train_builtin(
+    architecture: str,
+    runs_dir: Path = DEFAULT_RUNS_DIR,
+    epochs: int = DEMO_EPOCHS,
+    progress: Callable[[float, str], None] | None = None,
+) -> Path:
+    """Train the built-in corpus's `architecture` model (prepared first if needed); its best.ckpt."""
+    progress = progress or (lambda _f, _m: None)
+    ckpt = demo_checkpoint(architecture, runs_dir)
+    if ckpt.is_file():
+        return ckpt
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+    }
+    if not (cache_root() / BUILTIN / "utterances.csv").is_file():
+        progress(0.02, "preparing the built-in corpus")
+        _run(
+            [sys.executable, "-m", "experiments.prepare", BUILTIN],
+            env,
+            "prepare the built-in corpus",
+        )
+    config = REPO_ROOT / "configs" / f"{architecture}.yaml"
+    if not config.is_file():
+        raise DemoError(f"no training config for '{architecture}': {config} does not exist")
+    run_dir = ckpt.parent.parent
+    cmd = [
+        sys.executable, "-m", "experiments.train", "fit",
+        "--config", str(config),
+        "--data.corpus", BUILTIN,
+        "--trainer.default_root_dir", str(run_dir),
+        "--trainer.max_epochs", str(epochs),
+    ]  # fmt: skip
+    progress(0.1, f"training the built-in {architecture} model ({epochs} epochs)")
+    epoch_re = re.compile(r"Epoch (\d+)")
+
+    def on_line(line: str) -> None:
+        m = epoch_re.search(line)
+        if m:
+            done = min(int(m.group(1)) + 1, epochs)
+            progress(0.1 + 0.85 * done / epochs, f"training {architecture}: epoch {done}/{epochs}")
+
+    _run(cmd, env, f"train the built-in {architecture} model", on_line)
+    if not ckpt.is_file():
+        raise DemoError(f"training the built-in {architecture} model wrote no {ckpt}")
+    return ckpt
+
+
+def _run(
+    cmd: list[str], env: dict[str, str], what: str, on_line: Callable[[str], None] | None = None
+) -> None:
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    tail: list[str] = []
+    assert proc.stdout is not None
+    # Lightning's progress bar rewrites lines with \r: split on it too.
+    for chunk in proc.stdout:
+        for line in chunk.replace("\r", "\n").splitlines():
+            tail = (tail + [line])[-15:]
+            if on_line:
+                on_line(line)
+    if proc.wait() != 0:
+        raise DemoError(f"could not {what} (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
+# ---------------------------------------------------------------------------------------
+# Bundled examples
+
+
+def examples_dir() -> Path:
+    return cache_root() / "demo" / "examples"
+
+
+def ensure_examples(per_label: int = 1) -> list[Path]:
+    """A few clips of the built-in corpus copied to cache/demo/examples (made at first start)."""
+    folder = examples_dir()
+    existing = sorted(folder.glob("*.wav"))
+    if existing:
+        return existing
+    from datamodules.utterances import frame_to_utterances, read_table
+
+    if not (cache_root() / BUILTIN / "utterances.csv").is_file():
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        _run(
+            [sys.executable, "-m", "experiments.prepare", BUILTIN],
+            env,
+            "prepare the built-in corpus",
+        )
+    utterances = frame_to_utterances(read_table(BUILTIN))
+    folder.mkdir(parents=True, exist_ok=True)
+    taken: dict[str, int] = {}
+    for u in sorted(utterances, key=lambda u: u.utterance_id):
+        if not u.audio_path or taken.get(u.label, 0) >= per_label:
+            continue
+        x = read_audio(u.audio_path)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{u.label}_{u.utterance_id}") + ".wav"
+        tmp = folder / f".{name}.tmp.wav"
+        sf.write(tmp, x, SAMPLE_RATE)
+        os.replace(tmp, folder / name)  # atomic: a half-written example is never listed
+        taken[u.label] = taken.get(u.label, 0) + 1
+    return sorted(folder.glob("*.wav"))
+
+
+# ---------------------------------------------------------------------------------------
+# The backend: model cache, upload checks, one prediction
+
+
+class DemoBackend:
+    """What the page calls: resolve a model choice, check the input, predict."""
+
+    def __init__(
+        self,
+        runs_dir: Path = DEFAULT_RUNS_DIR,
+        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+        asr: str = "whisper",
+        epochs: int = DEMO_EPOCHS,
+    ) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.max_upload_mb = max_upload_mb
+        self.asr = asr
+        self.epochs = epochs
+        self._predictors: dict[Path, Predictor] = {}
+        self._lock = threading.Lock()
+        self.playback_dir = Path(tempfile.mkdtemp(prefix="ser-demo-"))
+
+    def choices(self) -> list[ModelChoice]:
+        return available_models(self.runs_dir)
+
+    def resolve(self, key: str, progress: Callable[[float, str], None] | None = None) -> Path:
+        """A menu key, a checkpoint path or an architecture name -> a checkpoint (trained if needed)."""
+        if not key:
+            raise DemoError("choose a model first")
+        if key.startswith(f"{BUILTIN}:"):
+            key = key.split(":", 1)[1]
+        if key in ARCHITECTURES:
+            for choice in self.choices():
+                if choice.architecture == key and choice.checkpoint is not None:
+                    return choice.checkpoint
+            with self._lock:  # two requests must not train the same model twice
+                return train_builtin(key, self.runs_dir, self.epochs, progress)
+        path = Path(key)
+        if not path.is_file():
+            raise DemoError(f"unknown model '{key}' (not an architecture nor a checkpoint file)")
+        return path
+
+    def predictor(self, ckpt: Path) -> Predictor:
+        with self._lock:
+            if ckpt not in self._predictors:
+                fallback = None
+                if checkpoint_architecture(read_checkpoint(ckpt)) in ("lexical", "mmb", "mmmla"):
+                    from experiments.inference import find_fallback
+
+                    if find_fallback(ckpt, self.runs_dir) is None:
+                        # The built-in acoustic model answers when the ASR hears no words.
+                        fallback = train_builtin("acoustic", self.runs_dir, self.epochs)
+                self._predictors[ckpt] = Predictor(ckpt, fallback, self.asr, self.runs_dir)
+            return self._predictors[ckpt]
+
+    def check_upload(self, path: str | Path | None) -> Path:
+        """Reject a missing, oversized upload with a message naming it (audio checks follow)."""
+        if path is None or str(path) == "":
+            raise DemoError("no audio: record, upload or pick an example first")
+        path = Path(path)
+        if not path.is_file():
+            raise DemoError(f"{path.name}: the uploaded file is gone; upload it again")
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > self.max_upload_mb:
+            raise DemoError(
+                f"{path.name}: {size_mb:.1f} MB is over the {self.max_upload_mb:g} MB upload limit"
+            )
+        return path
+
+    def predict(
+        self,
+        model_key: str,
+        audio_path: str | Path | None,
+        progress: Callable[[float, str], None] | None = None,
+    ) -> tuple[Prediction, Path, float]:
+        """One prediction; returns it, a 16 kHz wav of the analysed audio and the model load ms."""
+        progress = progress or (lambda _f, _m: None)
+        path = self.check_upload(audio_path)
+        progress(0.0, "loading the model")
+        ckpt = self.resolve(model_key, progress)
+        predictor = self.predictor(ckpt)
+        progress(0.5, "reading the audio")
+        try:
+            x = read_audio(path)
+        except PredictError as exc:
+            raise DemoError(str(exc).replace(str(path), path.name)) from exc
+        playback = self.playback_dir / f"{len(list(self.playback_dir.iterdir())):05d}.wav"
+        sf.write(playback, x, SAMPLE_RATE)
+        pred = predictor.predict_waveform(x, path.name, progress=lambda step: progress(0.6, step))
+        return pred, playback, predictor.load_ms
+
+
+# ---------------------------------------------------------------------------------------
+# Presentation
+
+
+def attention_figure(pred: Prediction):
+    """Acoustic attention over time with the words' spans, and lexical attention per word."""
+    import matplotlib.pyplot as plt
+
+    acoustic = pred.attention.get("acoustic")
+    lexical = pred.attention.get("lexical")
+    rows = 1 + (lexical is not None and len(pred.words) > 0)
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 2.6 * rows), squeeze=False)
+    ax = axes[0, 0]
+    if acoustic is not None:
+        t = np.arange(len(acoustic)) * 0.01
+        ax.plot(t, acoustic, color="tab:blue", lw=1.2)
+        ax.set_xlim(0, max(t[-1] if len(t) else 0.01, 0.01))
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("acoustic attention")
+    else:
+        ax.text(0.5, 0.5, f"{pred.model_used}: no attention weights over frames (pooling)",
+                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.set_xlabel("time (s)")
+        ax.set_xlim(0, max(pred.duration_s, 0.01))
+    top = ax.get_ylim()[1]
+    for i, w in enumerate(pred.words):
+        a, b = w.first_frame * 0.01, w.last_frame * 0.01
+        ax.axvspan(a, b, color="tab:orange" if i % 2 else "tab:green", alpha=0.15)
+        ax.text((a + b) / 2, top, w.text, ha="center", va="bottom", fontsize=9, rotation=30)
+    ax.set_title(f"{pred.model_used}: {pred.label}", pad=22, fontsize=10)
+    if rows == 2:
+        ax2 = axes[1, 0]
+        ax2.bar(range(len(lexical)), lexical, color="tab:purple")
+        ax2.set_xticks(range(len(lexical)))
+        ax2.set_xticklabels([w.text for w in pred.words][: len(lexical)], rotation=30, fontsize=9)
+        ax2.set_ylabel("word attention")
+    fig.tight_layout()
+    return fig
+
+
+def shapes_text(pred: Prediction, load_ms: float) -> str:
+    shapes = ", ".join(f"{k} {tuple(v)}" for k, v in pred.shapes.items())
+    timings = ", ".join(f"{k} {v:.0f}" for k, v in pred.timings_ms.items())
+    return f"{shapes}\ntimings (ms): {timings}; model load {load_ms:.0f}"
+
+
+def model_text(pred: Prediction) -> str:
+    text = pred.model_used if pred.fallback else f"{pred.model_used} ({pred.checkpoint})"
+    return f"{text}\n{pred.note}" if pred.note else text
+
+
+# ---------------------------------------------------------------------------------------
+# The page
+
+
+def build_app(backend: DemoBackend, examples: list[Path]):
+    """The Blocks page; `/predict` is the API endpoint (audio file, model key) -> JSON."""
+    import gradio as gr
+
+    def menu() -> list[tuple[str, str]]:
+        return [(c.label, c.key) for c in backend.choices()]
+
+    example_names = {p.name: p for p in examples}
+
+    def pick_source(source: str):
+        return (
+            gr.update(visible=source == SOURCES[0]),
+            gr.update(visible=source == SOURCES[1]),
+            gr.update(visible=source == SOURCES[2]),
+        )
+
+    def on_predict(model_key, source, mic, upload, example, progress=gr.Progress()):
+        if source == SOURCES[0]:
+            path = mic
+        elif source == SOURCES[1]:
+            path = upload
+        else:
+            path = example_names.get(example) if example else None
+        try:
+            pred, playback, load_ms = backend.predict(
+                model_key, path, lambda f, msg: progress(f, desc=msg)
+            )
+        except (DemoError, PredictError) as exc:
+            gr.Warning(str(exc))
+            return None, "", "", None, None, "", f"error: {exc}"
+        except Exception as exc:  # the server must survive anything a user sends
+            log.exception("prediction failed")
+            gr.Warning(f"prediction failed: {exc}")
+            return None, "", "", None, None, "", f"error: prediction failed: {exc}"
+        fig = attention_figure(pred)
+        status = f"{pred.file}: {pred.label} ({pred.duration_s:.2f} s)"
+        transcript = pred.transcript or "(no words recognised)"
+        return (
+            str(playback), transcript, shapes_text(pred, load_ms), pred.probabilities, fig,
+            model_text(pred), status,
+        )  # fmt: skip
+
+    def api_predict(audio, model):
+        try:
+            pred, _, load_ms = backend.predict(model or "acoustic", audio)
+        except (DemoError, PredictError) as exc:
+            raise gr.Error(str(exc)) from exc
+        return {**pred.to_json(), "model_load_ms": load_ms}
+
+    def on_clear():
+        return (
+            None, None, None, None, "", "", None, None, "", "ready: choose a model and an input",
+        )  # fmt: skip
+
+    with gr.Blocks(title="Speech emotion recognition", analytics_enabled=False) as app:
+        gr.Markdown("## Speech emotion recognition\nRecord, upload or pick a clip; the model "
+                    "hears its sound and (through Whisper) its words.")  # fmt: skip
+        with gr.Row():
+            with gr.Column(scale=1):
+                model = gr.Dropdown(menu(), value=menu()[0][1] if menu() else None, label="Model")
+                source = gr.Radio(list(SOURCES), value=SOURCES[1], label="Input")
+                mic = gr.Audio(
+                    sources=["microphone"], type="filepath", label="Record", visible=False
+                )
+                upload = gr.File(
+                    label=f"Audio file (≤ {backend.max_upload_mb:g} MB)", elem_id="upload"
+                )
+                example = gr.Dropdown(
+                    list(example_names), value=next(iter(example_names), None),
+                    label="Bundled example", visible=False,
+                )  # fmt: skip
+                with gr.Row():
+                    run = gr.Button("Predict", variant="primary", elem_id="predict")
+                    again = gr.Button("Run again", elem_id="again")
+                status = gr.Textbox(label="Status", value="ready: choose a model and an input",
+                                    interactive=False, elem_id="status")  # fmt: skip
+            with gr.Column(scale=2):
+                playback = gr.Audio(label="Audio", interactive=False, type="filepath")
+                transcript = gr.Textbox(label="Transcript", interactive=False, elem_id="transcript")
+                probs = gr.Label(label="Class probabilities", elem_id="probs")
+                used = gr.Textbox(
+                    label="Model that answered", interactive=False, lines=2, elem_id="used"
+                )
+                plot = gr.Plot(label="Attention over time, with the words")
+                shapes = gr.Textbox(label="Feature shapes and timings", interactive=False, lines=2)
+        # Hidden components of the clean API endpoint for gradio_client.
+        api_audio = gr.File(label="audio", visible=False)
+        api_model = gr.Textbox(label="model", visible=False)
+        api_out = gr.JSON(label="prediction", visible=False)
+        api_button = gr.Button(visible=False)
+
+        source.change(pick_source, source, [mic, upload, example], api_visibility="private")
+        run.click(
+            on_predict,
+            [model, source, mic, upload, example],
+            [playback, transcript, shapes, probs, plot, used, status],
+            api_visibility="private",
+        )
+        again.click(
+            on_clear, None,
+            [mic, upload, playback, probs, transcript, shapes, plot, api_out, used, status],
+            api_visibility="private",
+        )  # fmt: skip
+        api_button.click(api_predict, [api_audio, api_model], api_out, api_name="predict")
+        app.load(lambda: gr.update(choices=menu()), None, model, api_visibility="private")
+    return app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.demo", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share-on-network", action="store_true", help="bind 0.0.0.0 (LAN access)")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
+    p.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx", "none"])
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="epochs of built-in models")
+    p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    host = "0.0.0.0" if args.share_on_network else args.host
+    examples: list[Path] = []
+    if not args.no_examples:
+        try:
+            examples = ensure_examples()
+        except Exception as exc:  # the demo still works with uploads and the microphone
+            log.warning("no bundled examples: %s", exc)
+    backend = DemoBackend(args.runs_dir, args.max_upload_mb, args.asr, args.epochs)
+    app = build_app(backend, examples)
+    app.queue(default_concurrency_limit=1)
+    print(f"demo on http://{host}:{args.port}", flush=True)
+    try:
+        app.launch(
+            server_name=host,
+            server_port=args.port,
+            share=False,
+            max_file_size=f"{args.max_upload_mb:g}mb",
+            ssr_mode=False,
+            show_error=True,
+            inbrowser=False,
+        )
+    finally:
+        shutil.rmtree(backend.playback_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

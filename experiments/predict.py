@@ -1,0 +1,69 @@
+"""Predict the emotion of audio files with a checkpoint: one JSON object per file on stdout.
+
+    python -m experiments.predict --checkpoint runs/x/checkpoints/best.ckpt a.wav b.flac
+
+Bad inputs (missing, corrupt, not audio, too short) get one error line on stderr naming the
+file; the other files are still predicted, and the exit status is 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from experiments.inference import DEFAULT_RUNS_DIR, PredictError, Predictor  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.predict", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("files", nargs="+", type=Path, help="audio files (wav, flac, mp3, ...)")
+    p.add_argument(
+        "--checkpoint", required=True, type=Path, help="a .ckpt written by experiments.train"
+    )
+    p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
+    p.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx", "none"])
+    p.add_argument(
+        "--fallback",
+        type=Path,
+        help="acoustic checkpoint used when the ASR finds no words (default: an acoustic "
+        "checkpoint beside --checkpoint, else runs/demo/acoustic)",
+    )
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    p.add_argument("--indent", type=int, default=None, help="pretty-print the JSON")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        predictor = Predictor(args.checkpoint, args.fallback, args.asr, args.runs_dir)
+    except PredictError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.files:
+        try:
+            pred = predictor.predict_file(path, args.transcript)
+        except PredictError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        out = pred.to_json()
+        out["model_load_ms"] = predictor.load_ms
+        print(json.dumps(out, indent=args.indent), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
