@@ -11,3 +11,32 @@ Public API (used by the datamodule, the prediction path and the benchmarks):
 - `AcousticExtractor` and `LexicalEncoder`: the per-utterance functions both the cache and
   the inference path call, so features at inference equal those in training.
 """
+
+from datamodules.features.acoustic import ACOUSTIC_DIM, AcousticError, AcousticExtractor
+from datamodules.features.config import (
+    FRAME_STEP_S,
+    FeatureConfig,
+    FeatureError,
+    feature_key,
+    feature_key_for_table,
+)
+from datamodules.features.lexical import LexicalEncoder, resolve_encoder, word_spans
+from datamodules.features.store import Features, extract, load, load_table_features
+
+__all__ = [
+    "ACOUSTIC_DIM",
+    "FRAME_STEP_S",
+    "AcousticError",
+    "AcousticExtractor",
+    "FeatureConfig",
+    "FeatureError",
+    "Features",
+    "LexicalEncoder",
+    "extract",
+    "feature_key",
+    "feature_key_for_table",
+    "load",
+    "load_table_features",
+    "resolve_encoder",
+    "word_spans",
+]

