@@ -169,10 +169,3 @@ class EmotionClassifier(pl.LightningModule):
             "modalities": self.modalities,
             "fusion": self.net.fusion_name,
         }
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        if isinstance(batch, Batch):
-            return batch.to(device)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
