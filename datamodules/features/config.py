@@ -81,6 +81,33 @@ def lexical_part_hash(table: pd.DataFrame, config: FeatureConfig) -> str:
     )[:16]
 
 
+def shard_hashes(
+    table: pd.DataFrame, config: FeatureConfig, shards: list[list[str]]
+) -> dict[str, list[str]]:
+    """Content hash of each shard of each part: a shard is reusable wherever its hash matches."""
+    rows = table.set_index("utterance_id", drop=False)
+    audio = has_audio(table)
+    out: dict[str, list[str]] = {"acoustic": [], "lexical": []}
+    for ids in shards:
+        sub = rows.loc[ids] if ids else rows.iloc[:0]
+        a = _sha(
+            config.feature_set,
+            ACOUSTIC_VERSION,
+            _columns_hash(sub, ["utterance_id", "audio_path", "start_s", "end_s"]),
+        )[:16]
+        lex = _sha(
+            config.encoder,
+            config.layers,
+            config.word_pooling,
+            LEXICAL_VERSION,
+            _columns_hash(sub, ["utterance_id", "transcript", "words"]),
+            a if audio else "",
+        )
+        out["acoustic"].append(a)
+        out["lexical"].append(lex[:16])
+    return out
+
+
 def encoder_slug(encoder: str) -> str:
     """A short, file-name-safe name for an encoder name or path."""
     name = encoder.rstrip("/").split("/")[-1].lower()

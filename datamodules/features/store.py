@@ -8,10 +8,12 @@ Layout of `cache/<corpus>/<key>/`:
 - `lexical/`: the same with `words.npy` ((sum W, D) float32), `spans.npy` ((sum W, 2) int64)
   and `cls.npy` ((n, D) float32).
 
-Each part has its own sub-hash (acoustic: feature set + audio files and segments; lexical:
-encoder, layers, pooling, words, and the acoustic sub-hash since spans use the frames). A key
-whose part is missing takes verified shards with the same sub-hash from a sibling key by hard
-link (or copy), so another encoder never re-runs openSMILE, and a label change re-runs nothing.
+Each part has its own sub-hash, and each shard a content hash (acoustic: feature set + the
+shard's audio files and segments; lexical: encoder, layers, pooling, the shard's words, and
+its acoustic hash since spans use the frames). A key whose shard is missing takes a verified
+shard with the same content hash from a sibling key by hard link (or copy): another encoder
+never re-runs openSMILE, a label change re-runs nothing, a changed transcript re-runs only
+its lexical shard. Labels are not in the features, so they are only in the key.
 Every file is written to a temp file and renamed; a shard counts as done only once its index
 JSON exists, so an interrupted run resumes at the first missing shard.
 """
@@ -46,7 +48,9 @@ from datamodules.features.config import (
     acoustic_part_hash,
     feature_key_for_table,
     lexical_part_hash,
+    shard_hashes,
 )
+from datamodules.features.lexical import LexicalEncoder
 from datamodules.utterances import (
     Word,
     atomic_write_text,
@@ -105,7 +109,12 @@ def _shard_name(i: int) -> str:
 
 
 def write_shard(
-    part_dir: Path, i: int, ids: list[str], arrays: dict[str, np.ndarray], offsets: list[int]
+    part_dir: Path,
+    i: int,
+    ids: list[str],
+    content: str,
+    arrays: dict[str, np.ndarray],
+    offsets: list[int],
 ) -> None:
     """Write one shard's arrays (temp + rename), then its index JSON, which marks it done."""
     files = {}
@@ -120,7 +129,7 @@ def write_shard(
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-    index = {"ids": ids, "offsets": offsets, "files": files}
+    index = {"ids": ids, "hash": content, "offsets": offsets, "files": files}
     atomic_write_text(part_dir / f"{_shard_name(i)}.json", json.dumps(index))
 
 
@@ -134,8 +143,11 @@ def _read_index(part_dir: Path, i: int) -> dict[str, Any] | None:
         return {"corrupt": f"{path.name} is not valid JSON"}
 
 
-def check_shard(part_dir: Path, i: int, ids: list[str], checksum: bool = True) -> str | None:
-    """None if shard i holds exactly `ids` and its files match their sizes (and sha256)."""
+def check_shard(
+    part_dir: Path, i: int, ids: list[str], content: str | None, checksum: bool = True
+) -> str | None:
+    """None if shard i holds `ids` with content hash `content` (None: any) and its files match
+    their sizes (and sha256)."""
     index = _read_index(part_dir, i)
     if index is None:
         return "missing"
@@ -143,6 +155,8 @@ def check_shard(part_dir: Path, i: int, ids: list[str], checksum: bool = True) -
         return index["corrupt"]
     if index.get("ids") != ids:
         return f"{_shard_name(i)}.json lists other utterances"
+    if content is not None and index.get("hash") != content:
+        return f"{_shard_name(i)}.json was written from other table rows or settings"
     for entry in index["files"].values():
         path = part_dir / entry["file"]
         if not path.is_file():
@@ -185,19 +199,13 @@ class _Part:
     dir: Path
     hash: str
     shards: list[list[str]]  # utterance ids per shard
+    contents: list[str | None]  # content hash per shard (None: not checked, when loading)
 
     def prepare(self) -> None:
-        """Create the folder; start afresh if it holds another sub-hash or shard size."""
+        """Create the folder and drop temp files an interrupted run left."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        for tmp in self.dir.glob(".*.tmp"):  # left by an interrupted run
+        for tmp in self.dir.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-        info_path = self.dir / "part.json"
-        if info_path.is_file():
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-            if info.get("hash") != self.hash or info.get("shard_size") != SHARD_SIZE:
-                log.warning("%s: written by other settings; rebuilding it", self.dir)
-                for path in self.dir.iterdir():
-                    path.unlink()
         self.write_info(complete=False)
 
     def write_info(self, complete: bool, **extra: Any) -> None:
@@ -219,7 +227,7 @@ class _Part:
         """Shards to compute: missing ones, after taking what siblings have; corrupt ones logged."""
         todo = []
         for i, ids in enumerate(self.shards):
-            problem = check_shard(self.dir, i, ids)
+            problem = check_shard(self.dir, i, ids, self.contents[i])
             if problem is None:
                 continue
             if problem != "missing":
@@ -232,21 +240,12 @@ class _Part:
         return todo
 
     def _take_from_sibling(self, i: int, ids: list[str]) -> bool:
-        key_dir = self.dir.parent
-        for info_path in sorted(key_dir.parent.glob(f"*/{self.name}/part.json")):
-            src = info_path.parent
-            if src == self.dir:
+        for src in sorted(self.dir.parent.parent.glob(f"*/{self.name}")):
+            if src == self.dir or check_shard(src, i, ids, self.contents[i]) is not None:
                 continue
-            try:
-                info = json.loads(info_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if info.get("hash") != self.hash or info.get("shard_size") != SHARD_SIZE:
-                continue
-            if check_shard(src, i, ids) is None:
-                _link_shard(src, self.dir, i)
-                if check_shard(self.dir, i, ids, checksum=False) is None:
-                    return True
+            _link_shard(src, self.dir, i)
+            if check_shard(self.dir, i, ids, self.contents[i], checksum=False) is None:
+                return True
         return False
 
     def arrays(
@@ -254,7 +253,7 @@ class _Part:
     ) -> Iterator[tuple[list[str], dict[str, Any], dict[str, np.ndarray]]]:
         """(ids, index, memory-mapped arrays) of each shard, after a size check."""
         for i, ids in enumerate(self.shards):
-            problem = check_shard(self.dir, i, ids, checksum=checksum)
+            problem = check_shard(self.dir, i, ids, self.contents[i], checksum=checksum)
             if problem is not None:
                 raise FeatureError(
                     f"feature cache {self.dir}/{_shard_name(i)}: {problem}; run extract again "
@@ -269,14 +268,25 @@ def _shard_ids(ids: Sequence[str]) -> list[list[str]]:
     return [list(ids[s : s + SHARD_SIZE]) for s in range(0, len(ids), SHARD_SIZE)] or [[]]
 
 
-def _parts(corpus: str, key: str, table: pd.DataFrame, config: FeatureConfig) -> dict[str, _Part]:
-    key_dir = corpus_dir(corpus) / key
+def make_parts(key_dir: Path, table: pd.DataFrame, config: FeatureConfig) -> dict[str, _Part]:
+    """The acoustic and lexical parts of a key folder, with each shard's ids and content hash."""
     shards = _shard_ids(table["utterance_id"].tolist())
+    contents = shard_hashes(table, config, shards)
     return {
         "acoustic": _Part(
-            "acoustic", key_dir / "acoustic", acoustic_part_hash(table, config), shards
+            "acoustic",
+            key_dir / "acoustic",
+            acoustic_part_hash(table, config),
+            shards,
+            contents["acoustic"],
         ),
-        "lexical": _Part("lexical", key_dir / "lexical", lexical_part_hash(table, config), shards),
+        "lexical": _Part(
+            "lexical",
+            key_dir / "lexical",
+            lexical_part_hash(table, config),
+            shards,
+            contents["lexical"],
+        ),
     }
 
 
@@ -360,7 +370,7 @@ def build_acoustic(
                 bar.update(1)
             offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).tolist()
             stacked = np.concatenate(frames) if frames else np.zeros((0, ACOUSTIC_DIM), np.float32)
-            write_shard(part.dir, i, ids, {"frames": stacked}, offsets)
+            write_shard(part.dir, i, ids, part.contents[i], {"frames": stacked}, offsets)
             LAST_RUN["acoustic_computed"] += 1
     part.write_info(complete=True, dim=ACOUSTIC_DIM, audio_s=seconds if tasks else None)
 
@@ -372,14 +382,14 @@ def build_lexical(
     config: FeatureConfig,
     progress: bool,
     desc: str,
+    encoder: LexicalEncoder | None = None,
 ) -> None:
     """Compute the missing lexical shards (word vectors, [CLS], spans into the acoustic frames)."""
-    from datamodules.features.lexical import LexicalEncoder
-
     part.prepare()
     todo = part.todo()
     words = {r["utterance_id"]: _table_words(r) for r in table.to_dict("records")}
-    encoder = LexicalEncoder(config) if todo else None
+    if encoder is None and todo:
+        encoder = LexicalEncoder(config)
     acoustic_shards = list(acoustic.arrays()) if (acoustic is not None and todo) else None
     with tqdm(
         total=sum(len(part.shards[i]) for i in todo),
@@ -417,7 +427,7 @@ def build_lexical(
                 else np.zeros((0, 2), np.int64),
                 "cls": np.stack([c for _, c, _ in out]) if out else np.zeros((0, dim), np.float32),
             }
-            write_shard(part.dir, i, ids, arrays, offsets)
+            write_shard(part.dir, i, ids, part.contents[i], arrays, offsets)
             LAST_RUN["lexical_computed"] += 1
     dim = encoder.dim if encoder is not None else part.info().get("dim")
     if dim is None:  # every shard came from a sibling
@@ -456,6 +466,11 @@ def extract(
     LAST_RUN.clear()
     table = read_table(corpus)
     key = feature_key_for_table(table, config)
+    duplicated = table["utterance_id"][table["utterance_id"].duplicated()].tolist()
+    if duplicated:
+        raise FeatureError(
+            f"corpus '{corpus}': utterance ids are not unique, e.g. '{duplicated[0]}'"
+        )
     paths = table["audio_path"].astype(str)
     n_audio = int((paths != "").sum())
     if 0 < n_audio < len(table) or (n_audio == 0 and "acoustic" in modalities):
@@ -465,7 +480,7 @@ def extract(
             f"(e.g. '{missing[0]}'); acoustic features need audio for every utterance"
             + ("; use modalities=('lexical',) for a text-only corpus" if n_audio == 0 else "")
         )
-    parts = _parts(corpus, key, table, config)
+    parts = make_parts(corpus_dir(corpus) / key, table, config)
     workers = max(1, int(workers or os.cpu_count() or 1))
     if n_audio and ("acoustic" in modalities or "lexical" in modalities):
         build_acoustic(parts["acoustic"], table, config, workers, progress, f"{corpus} acoustic")
@@ -524,7 +539,7 @@ def load(corpus: str, key: str, modalities: Sequence[str] = MODALITIES) -> Featu
         for i in range(info["n_shards"]):
             index = _read_index(key_dir / name, i)
             shards.append((index or {}).get("ids", []))
-        part = _Part(name, key_dir / name, info["hash"], shards)
+        part = _Part(name, key_dir / name, info["hash"], shards, [None] * len(shards))
         part_ids: list[str] = []
         for s_ids, index, arrays in part.arrays():
             off = index["offsets"]
