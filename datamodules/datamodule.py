@@ -264,43 +264,45 @@ def collate(items: Sequence[Item]) -> Batch:
         labels=torch.tensor([it.label for it in items], dtype=torch.long),
         utterance_ids=[it.utterance_id for it in items],
     )
+    # Padding is done in numpy: cached arrays are read-only memory maps, which torch
+    # cannot wrap without a copy (and a warning); this way each array is copied once.
     frame_lengths = None
     if items[0].acoustic is not None:
         frame_lengths = [len(it.acoustic) for it in items]
         t, f = max(max(frame_lengths), 1), items[0].acoustic.shape[1]
-        acoustic = torch.zeros(b, t, f)
-        mask = torch.zeros(b, t, dtype=torch.bool)
+        acoustic = np.zeros((b, t, f), dtype=np.float32)  # (B, T, F)
         for k, it in enumerate(items):
-            acoustic[k, : len(it.acoustic)] = torch.from_numpy(it.acoustic)
-            mask[k, : len(it.acoustic)] = True
-        batch.acoustic, batch.acoustic_mask = acoustic, mask
+            acoustic[k, : len(it.acoustic)] = it.acoustic
+        batch.acoustic = torch.from_numpy(acoustic)
+        batch.acoustic_mask = torch.arange(t)[None, :] < torch.tensor(frame_lengths)[:, None]
     if items[0].words is not None:
-        w = max(max(len(it.words) for it in items), 1)
-        d = items[0].cls.shape[-1]
-        words = torch.zeros(b, w, d)
-        mask = torch.zeros(b, w, dtype=torch.bool)
-        spans = torch.zeros(b, w, 2, dtype=torch.long)
+        word_lengths = [len(it.words) for it in items]
+        w, d = max(max(word_lengths), 1), items[0].cls.shape[-1]
+        words = np.zeros((b, w, d), dtype=np.float32)  # (B, W, D)
+        spans = np.zeros((b, w, 2), dtype=np.int64)  # (B, W, 2)
         for k, it in enumerate(items):
-            n = len(it.words)
+            n = word_lengths[k]
             if n:
-                words[k, :n] = torch.from_numpy(it.words)
-                mask[k, :n] = True
-                if frame_lengths is not None:
-                    spans[k, :n] = _clip_spans(it.spans[:n], frame_lengths[k])
-                else:
-                    spans[k, :n] = torch.from_numpy(it.spans[:n])
-        batch.words, batch.word_mask, batch.word_spans = words, mask, spans
-        batch.cls = torch.from_numpy(np.stack([it.cls for it in items]))
+                words[k, :n] = it.words
+                spans[k, :n] = (
+                    it.spans[:n]
+                    if frame_lengths is None
+                    else _clip_spans(it.spans[:n], frame_lengths[k])
+                )
+        batch.words = torch.from_numpy(words)
+        batch.word_mask = torch.arange(w)[None, :] < torch.tensor(word_lengths)[:, None]
+        batch.word_spans = torch.from_numpy(spans)
+        batch.cls = torch.from_numpy(np.stack([it.cls for it in items]).astype(np.float32))
     return batch
 
 
-def _clip_spans(spans: np.ndarray, n_frames: int) -> Tensor:
+def _clip_spans(spans: np.ndarray, n_frames: int) -> np.ndarray:
     """(W, 2) spans forced into [0, n_frames) with at least one frame each (zeros if no frames)."""
     if n_frames <= 0:
-        return torch.zeros(len(spans), 2, dtype=torch.long)
+        return np.zeros((len(spans), 2), dtype=np.int64)
     first = np.clip(spans[:, 0], 0, n_frames - 1)
     last = np.clip(np.maximum(spans[:, 1], first + 1), 1, n_frames)
-    return torch.from_numpy(np.stack([first, last], axis=1).astype(np.int64))
+    return np.stack([first, last], axis=1)
 
 
 def inference_batch(

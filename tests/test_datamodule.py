@@ -377,3 +377,85 @@ def test_items_dataclass_collates_alone() -> None:
         batch.acoustic.shape == (1, 4, F) and batch.words is None and batch.labels.tolist() == [2]
     )
     assert isinstance(Normalizer.fit({"x": item.acoustic}, ["x"], {"x": "s"}).std, np.ndarray)
+
+
+def test_real_features_end_to_end_on_ravdess(
+    ravdess_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """12 RAVDESS clips (3 actors x 4 emotions): real openSMILE + MiniLM cache -> batches."""
+    from datamodules.corpora import ravdess
+    from datamodules.features import store
+
+    classes = ["neutral", "happy", "sad", "angry"]
+    utts = ravdess.read(ravdess_root, ravdess.RavdessOptions(classes=classes)).utterances
+    actors = ("Actor_01", "Actor_02", "Actor_03")
+    pick = [
+        u
+        for u in utts
+        if u.speaker in actors
+        and u.extra["repetition"] == 1
+        and u.extra["intensity"] == "normal"
+        and u.extra["statement"].startswith("Kids")
+    ]
+    assert len(pick) == 12
+    write_table("ravmini", pick, {"reader": "ravdess", "classes": classes})
+    dm = EmotionDataModule(corpus="ravmini", protocol="lospko", fold=0, batch_size=4)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert (dm.acoustic_dim, dm.lexical_dim, dm.class_names) == (65, 384, classes)
+    assert dm.feature_key.startswith("compare_2016-minilm-last-mean-")
+    assert {u.split("-")[-1] for u in dm.split["test"]} == {"01"}  # Actor_01 only
+    dm.prepare_data()  # cached: nothing is recomputed
+    assert not store.LAST_RUN.get("computed")
+    batches = list(dm.train_dataloader())
+    frames = torch.cat([b.acoustic[b.acoustic_mask] for b in batches])
+    assert frames.mean(0).abs().max() < 1e-3 and (frames.std(0) - 1).abs().max() < 0.05
+    for b in batches + list(dm.test_dataloader()):
+        assert b.acoustic.shape[2] == 65 and b.words.shape[2] == 384 and b.word_mask.all()
+        real, lengths = b.word_spans[b.word_mask], b.acoustic_lengths
+        per_word = lengths.unsqueeze(1).expand(-1, b.word_spans.shape[1])[b.word_mask]
+        assert (real[:, 0] < real[:, 1]).all() and (real[:, 1] <= per_word).all()
+    path = tmp_path / "dm.pt"
+    torch.save(dm.state_dict(), path)
+    state = torch.load(path, weights_only=True)
+    assert state["feature_key"] == dm.feature_key and state["feature_config"]["encoder"] == "minilm"
+
+
+def test_lightning_fit_reshuffles_per_epoch_and_checkpoints_the_state(
+    source: FakeSource, tmp_path: Path
+) -> None:
+    import pytorch_lightning as pl
+
+    class Probe(pl.LightningModule):
+        """Mean-pools frames into a linear layer; records each epoch's batch order."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(F, 4)
+            self.orders: dict[int, list[list[str]]] = {}
+
+        def training_step(self, batch: Batch, _: int) -> torch.Tensor:
+            self.orders.setdefault(self.current_epoch, []).append(batch.utterance_ids)
+            m = batch.acoustic_mask.unsqueeze(-1).float()
+            x = (batch.acoustic * m).sum(1) / m.sum(1)
+            return torch.nn.functional.cross_entropy(self.linear(x), batch.labels)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    dm = EmotionDataModule(corpus="toy", batch_size=8)
+    probe = Probe()
+    trainer = pl.Trainer(
+        max_epochs=2,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(probe, datamodule=dm)
+    assert probe.orders[0] != probe.orders[1]
+    assert sorted(sum(probe.orders[1], [])) == sorted(dm.split["train"])
+    (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
+    state = torch.load(ckpt, weights_only=True)["EmotionDataModule"]
+    assert state["class_names"] == list(LABELS) and state["normalizer"]["mean"].shape == (F,)
