@@ -119,8 +119,10 @@ def align_words(transcript: str, asr_words: Sequence[Word]) -> list[Word]:
         j = i
         while j < len(tokens) and spans[j] is None:
             j += 1
-        before = spans[i - 1][1] if i > 0 and spans[i - 1] else None
-        after = spans[j][0] if j < len(tokens) and spans[j] else None
+        prev = spans[i - 1] if i > 0 else None
+        nxt = spans[j] if j < len(tokens) else None
+        before = prev[1] if prev else None
+        after = nxt[0] if nxt else None
         if before is not None and after is not None and after > before:
             spans[i:j] = _spread(j - i, before, after)
         i = j

@@ -82,7 +82,7 @@ def parse_evaluation(path: Path) -> list[tuple[str, str, float, float, tuple[flo
 
 def parse_transcriptions(path: Path) -> dict[str, str]:
     """Utterance name -> text; lines of no utterance (`..._FXX0`, other forms) are skipped."""
-    out = {}
+    out: dict[str, str] = {}
     if not path.is_file():
         return out
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():

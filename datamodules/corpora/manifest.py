@@ -131,7 +131,8 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
         raise CorpusError(f"manifest {path} has no audio: --align asr needs an audio_path column")
 
     drops = {"no label": 0}
-    utterances, seen = [], {}
+    utterances: list[Utterance] = []
+    seen: dict[str, int] = {}
     for i, (line, row) in enumerate(rows):
 
         def get(f: str, row: dict[str, str] = row) -> str:
