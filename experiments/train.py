@@ -193,9 +193,14 @@ def main(
 
         datamodule_class = EmotionDataModule
     subcommand_kwargs = {"default_config_files": [str(DEFAULTS)]}
+    # last.ckpt after every validation (Lightning's save_last only follows new best ones).
+    last = ModelCheckpoint(
+        filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
     return EmotionCLI(
         EmotionClassifier,
         datamodule_class,
+        trainer_defaults={"callbacks": [last]},
         save_config_callback=RunConfigCallback,
         save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
         parser_kwargs={

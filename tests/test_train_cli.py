@@ -1,0 +1,117 @@
+"""experiments.train (LightningCLI): every config runs, fit writes metrics.json, test and resume work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.train import main
+from tests.model_fakes import FakeDataModule
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in ("defaults.yaml",))
+EXPECTED = {
+    "acoustic_last", "acoustic_mean", "acoustic_attention", "lexical_last", "lexical_cls",
+    "lexical_mean", "lexical_attention", "mmb", "mmmla", "hierarchical",
+}  # fmt: skip
+
+
+def run(args: list[str], root: Path, datamodule_class=FakeDataModule):
+    return main(
+        [*args, "--trainer.default_root_dir", str(root), "--wandb", "false"],
+        datamodule_class=datamodule_class,
+    )
+
+
+def test_every_variant_has_a_config() -> None:
+    assert {p.stem for p in VARIANTS} == EXPECTED
+
+
+@pytest.mark.parametrize("config", VARIANTS, ids=lambda p: p.stem)
+def test_config_runs_fast_dev_run(config: Path, tmp_path: Path) -> None:
+    cli = run(
+        ["fit", "--config", str(config), "--trainer.fast_dev_run", "2", "--model.hidden_size", "8"],
+        tmp_path,
+    )
+    model, data = cli.model, cli.datamodule
+    assert data.modalities == model.modalities  # linked from the architecture at parse time
+    assert model.hparams.num_classes == 3 and model.hparams.class_names == ["ang", "hap", "sad"]
+    assert model.hparams.acoustic_dim == 6 and model.hparams.lexical_dim == 5
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stage"] == "test" and metrics["checkpoint"] is None  # fast_dev_run keeps none
+    assert metrics["config"]["architecture"] == model.hparams.architecture
+    assert metrics["n"] == sum(sum(row) for row in metrics["confusion"]["counts"]) > 0
+
+
+def test_fit_tests_best_checkpoint_then_test_and_resume(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    args = ["--config", str(REPO / "configs" / "acoustic_mean.yaml"), "--model.hidden_size", "8"]
+    cli = run(["fit", *args, "--trainer.max_epochs", "2", "--seed_everything", "3"], root)
+    best, last = root / "checkpoints" / "best.ckpt", root / "checkpoints" / "last.ckpt"
+    assert best.is_file() and last.is_file() and (root / "config.yaml").is_file()
+    assert (root / "csv" / "metrics.csv").is_file()
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert Path(metrics["checkpoint"]).resolve() == best.resolve()
+    assert set(metrics) >= {"wa", "ua", "macro_f1", "loss", "per_class", "confusion", "n"}
+    assert metrics["per_class"].keys() == {"ang", "hap", "sad"}
+    config = metrics["config"]
+    assert config["modality"] == "acoustic" and config["pooling"] == "mean"
+    assert config["fusion"] == "none" and config["seed"] == 3
+    assert config["protocol"] == "sd8020" and config["feature_key"] == "fake-key"
+    assert cli.datamodule.modalities == ["acoustic"]  # an acoustic model loads no word vectors
+
+    # Checkpoints load without pickled objects and carry the datamodule's state.
+    ckpt = torch.load(best, weights_only=True)
+    assert ckpt["FakeDataModule"]["class_names"] == ["ang", "hap", "sad"]
+    assert ckpt["hyper_parameters"]["architecture"] == "acoustic"
+
+    # `test --ckpt_path` rebuilds the model from the checkpoint's hyperparameters alone.
+    test_root = tmp_path / "eval"
+    cli = run(["test", "--ckpt_path", str(best)], test_root)
+    again = json.loads((test_root / "metrics.json").read_text())
+    assert cli.model.hparams.pooling == "mean"
+    assert again["ua"] == pytest.approx(metrics["ua"]) and again["n"] == metrics["n"]
+    assert again["checkpoint"] == str(best.resolve())
+
+    # A stopped run resumes from last.ckpt and goes on to the new max_epochs.
+    before = torch.load(last, weights_only=True)
+    cli = run(["fit", *args, "--trainer.max_epochs", "3", "--ckpt_path", "last"], root)
+    assert cli.trainer.current_epoch == 3
+    after = torch.load(last, weights_only=True)
+    assert after["epoch"] == before["epoch"] + 1
+    assert after["global_step"] == before["global_step"] * 3 // 2  # one more epoch, not three
+    assert before["epoch"] == 1  # last.ckpt follows every epoch, not only the best ones
+
+
+def test_unknown_key_fails_loudly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        run(
+            ["fit", "--config", str(REPO / "configs" / "mmb.yaml"), "--model.poolng", "mean"],
+            tmp_path,
+        )
+    assert "poolng" in capsys.readouterr().err
+
+
+def test_bad_architecture_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises((SystemExit, ValueError)):
+        run(["fit", "--model.architecture", "video", "--trainer.fast_dev_run", "1"], tmp_path)
+    captured = capsys.readouterr()
+    assert "architecture" in captured.err + captured.out
+
+
+def test_wandb_offline_run_lands_in_run_folder(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    root = tmp_path / "run"
+    main(
+        ["fit", "--config", str(REPO / "configs" / "lexical_mean.yaml"), "--model.hidden_size", "8",
+         "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root)],
+        datamodule_class=FakeDataModule,
+    )  # fmt: skip
+    runs = list((root / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert (root / "metrics.json").is_file()
