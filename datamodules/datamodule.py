@@ -532,8 +532,18 @@ class EmotionDataModule(pl.LightningDataModule):
         self, ds: UtteranceDataset, sampler: EpochSampler, crop: bool = False
     ) -> DataLoader:
         lengths = [ds.length(i) for i in range(len(ds))]
+        # under DDP each rank keeps its share of the bucketed batches (configs set
+        # trainer.use_distributed_sampler: false so Lightning leaves this sampler alone)
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         batches = BucketBatchSampler(
-            sampler, lengths, self.batch_size, bucketing=self.bucketing, crop_seeds=crop
+            sampler,
+            lengths,
+            self.batch_size,
+            bucketing=self.bucketing,
+            crop_seeds=crop,
+            num_replicas=world,
+            rank=rank,
         )
         return DataLoader(ds, batch_sampler=batches, collate_fn=collate, **self._worker_kwargs())
 

@@ -70,6 +70,8 @@ class BucketBatchSampler(Sampler[list]):
         drop_last: bool = False,
         chunk_batches: int = 50,
         crop_seeds: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -81,6 +83,12 @@ class BucketBatchSampler(Sampler[list]):
         # a multiple of batch_size, so only the epoch's last batch can be short
         self.chunk = batch_size * max(1, chunk_batches)
         self.crop_seeds = crop_seeds
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
+        # DDP: every rank draws the same seeded batches and keeps every num_replicas-th one,
+        # so batches stay length-bucketed (a DistributedSampler would undo the bucketing).
+        self.num_replicas = num_replicas
+        self.rank = rank
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -105,19 +113,30 @@ class BucketBatchSampler(Sampler[list]):
         return batches
 
     def __iter__(self) -> Iterator[list]:
-        batches = self.batches()
-        if not self.crop_seeds:
-            return iter(batches)
-        seeds = self.sampler.rng(2).integers(0, 2**31 - 1, size=len(self.sampler)).tolist()
-        keyed, k = [], 0
-        for batch in batches:
-            keyed.append([(i, seeds[k + j]) for j, i in enumerate(batch)])
-            k += len(batch)
-        return iter(keyed)
+        batches: list[list] = self.batches()
+        if self.crop_seeds:
+            seeds = self.sampler.rng(2).integers(0, 2**31 - 1, size=len(self.sampler)).tolist()
+            keyed, k = [], 0
+            for batch in batches:
+                keyed.append([(i, seeds[k + j]) for j, i in enumerate(batch)])
+                k += len(batch)
+            batches = keyed
+        return iter(self._shard(batches))
 
-    def __len__(self) -> int:
+    def _shard(self, batches: list[list]) -> list[list]:
+        """This rank's batches; the list is padded by repeating batches so all ranks step alike."""
+        if self.num_replicas == 1 or not batches:
+            return batches
+        total = -(-len(batches) // self.num_replicas) * self.num_replicas
+        padded = batches + [batches[i % len(batches)] for i in range(total - len(batches))]
+        return padded[self.rank :: self.num_replicas]
+
+    def _n_batches(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-self._n_batches() // self.num_replicas)
 
 
 def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:

@@ -459,3 +459,20 @@ def test_lightning_fit_reshuffles_per_epoch_and_checkpoints_the_state(
     (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
     state = torch.load(ckpt, weights_only=True)["EmotionDataModule"]
     assert state["class_names"] == list(LABELS) and state["normalizer"]["mean"].shape == (F,)
+
+
+def test_bucket_batches_shard_across_ddp_ranks() -> None:
+    """Two ranks see disjoint batches (up to the padding repeat) and the same number of them."""
+    from datamodules.sampling import BucketBatchSampler, EpochSampler
+
+    lengths = list(range(1, 102))
+    shards = []
+    for rank in range(2):
+        sampler = EpochSampler(len(lengths), shuffle=True, seed=3)
+        bs = BucketBatchSampler(sampler, lengths, 8, num_replicas=2, rank=rank)
+        shards.append(list(bs))
+        assert len(shards[-1]) == len(bs)
+    assert len(shards[0]) == len(shards[1]) == 7  # 13 batches padded to 14
+    seen = [i for shard in shards for batch in shard for i in batch]
+    assert set(seen) == set(range(len(lengths)))
+    assert len(seen) - len(set(seen)) <= 8  # only the one repeated batch
