@@ -12,6 +12,7 @@ frames are normalised with the global (training-set) statistics.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -112,13 +113,16 @@ def read_audio(path: str | Path) -> np.ndarray:
 # ASR
 
 
-def transcribe_words(x: np.ndarray, backend: str) -> tuple[str, list[Word]]:
+def transcribe_words(x: np.ndarray, backend: str, name: str = "input") -> tuple[str, list[Word]]:
     """Transcript and timed words of a 16 kHz clip with the configured ASR backend."""
     if backend == "none":
         return "", []
-    from datamodules.asr import transcribe
+    from datamodules.asr import AsrError, transcribe
 
-    result = transcribe(x, backend=backend)
+    try:
+        result = transcribe(x, backend=backend)
+    except AsrError as exc:
+        raise PredictError(f"{name}: ASR ({backend}) failed: {exc}") from exc
     return result.text.strip(), list(result.words)
 
 
@@ -185,8 +189,11 @@ def load_model(path: str | Path) -> LoadedModel:
     ckpt = read_checkpoint(path)
     hparams = dict(ckpt.get("hyper_parameters", {}))
     data_state = _datamodule_state(ckpt, path)
+    # LightningCLI adds private keys (`_instantiator`, `_class_path`): keep the init arguments.
+    accepted = inspect.signature(EmotionClassifier.__init__).parameters
+    kwargs = {k: v for k, v in hparams.items() if k in accepted and k != "self"}
     try:
-        module = EmotionClassifier(**hparams)
+        module = EmotionClassifier(**kwargs)
         module.load_state_dict(ckpt["state_dict"])
     except Exception as exc:
         raise PredictError(
@@ -260,46 +267,42 @@ def demo_checkpoint(architecture: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Pat
 
 
 class _FeaturePipeline:
-    """The training-time feature code with the checkpoint's config and statistics."""
+    """The training-time feature code (`datamodules.features`) with the checkpoint's config."""
 
     def __init__(self, model: LoadedModel) -> None:
         from datamodules.features import AcousticExtractor, FeatureConfig, LexicalEncoder
 
         state = model.data_state
         self.config = FeatureConfig(**state["feature_config"])
-        self.acoustic = AcousticExtractor(self.config) if model.uses_acoustic else None
-        self.lexical = LexicalEncoder(self.config) if model.uses_lexical else None
-        self.model = model
+        modalities = list(state.get("modalities", ("acoustic", "lexical")))
+        # Frames are always computed: they give the words' spans (and voiced frames) even
+        # for a lexical-only model, as the feature cache does.
+        self.acoustic = AcousticExtractor(self.config.feature_set)
+        self.lexical = LexicalEncoder(self.config) if "lexical" in modalities else None
 
     def compute(
-        self, x: np.ndarray, words: list[Word], timings: dict[str, float]
+        self, x: np.ndarray, words: list[Word], timings: dict[str, float], name: str = "input"
     ) -> dict[str, np.ndarray]:
         """Raw (un-normalised) features: acoustic (T, F), words (W, D), cls (D,), spans (W, 2)."""
-        from datamodules.features import AcousticExtractor
+        from datamodules.features import FeatureError, word_spans
+        from datamodules.features.acoustic import voiced_frames
 
         out: dict[str, np.ndarray] = {}
-        with _timed(timings, "acoustic"):
-            # Frames are always needed: they give n_frames for the word spans.
-            extractor = self.acoustic or AcousticExtractor(self.config)
-            out["acoustic"] = extractor.from_waveform(x, SAMPLE_RATE)
-        if self.lexical is not None:
+        try:
+            with _timed(timings, "acoustic"):
+                frames = self.acoustic.from_waveform(x, SAMPLE_RATE, name=name)
+                voiced = voiced_frames(frames)
+            out["acoustic"] = frames
             with _timed(timings, "lexical"):
-                vectors, cls, spans = self.lexical.encode(words, len(out["acoustic"]))
-            out["words"], out["cls"], out["spans"] = vectors, cls, spans
-        else:
-            n = len(out["acoustic"])
-            out["spans"] = _spans_from_times(words, n)
+                if self.lexical is not None and words:
+                    vectors, cls, spans = self.lexical.encode(words, len(frames), voiced)
+                    out["words"], out["cls"] = vectors, cls
+                else:
+                    spans = word_spans(words, len(frames), voiced)
+            out["spans"] = spans
+        except FeatureError as exc:
+            raise PredictError(f"{name}: {exc}") from exc
         return out
-
-
-def _spans_from_times(words: list[Word], n_frames: int, step: float = 0.01) -> np.ndarray:
-    spans = np.zeros((len(words), 2), dtype=np.int64)
-    for i, w in enumerate(words):
-        if w.start is None or w.end is None:
-            continue
-        a = min(max(int(w.start / step), 0), max(n_frames - 1, 0))
-        spans[i] = (a, min(max(int(np.ceil(w.end / step)), a + 1), n_frames))
-    return spans
 
 
 # ---------------------------------------------------------------------------------------
@@ -369,7 +372,7 @@ class Predictor:
             if transcript is not None:
                 text, words = transcript.strip(), words_from_text(transcript)
             else:
-                text, words = transcribe_words(x, self.asr)
+                text, words = transcribe_words(x, self.asr, name)
         model, fallback, note = self.model, False, ""
         if not words and model.needs_words:
             model, fallback = self.fallback_model(), True
@@ -377,8 +380,7 @@ class Predictor:
         elif not words and model.uses_lexical:
             note = f"no words recognised: {model.architecture} ran on the acoustic frames only"
         step("features")
-        feats = model._features.compute(x, words, timings)
-        timings.setdefault("lexical", 0.0)
+        feats = model._features.compute(x, words, timings, name)
         step("model")
         with _timed(timings, "model"):
             batch = self._batch(model, feats, name)
@@ -410,7 +412,15 @@ class Predictor:
             gate=None if out.gate is None else out.gate[0].float().tolist(),
         )
 
-    def _batch(self, model: LoadedModel, feats: dict[str, np.ndarray], name: str):
+    def _batch(self, model: LoadedModel, feats: dict[str, np.ndarray], name: str) -> Any:
+        """A one-item Batch normalised with the checkpoint's statistics (global for a new speaker)."""
         from datamodules.datamodule import inference_batch
 
-        return inference_batch(model.data_state, feats, utterance_id=name)
+        feats = dict(feats)
+        if model.uses_lexical and "words" not in feats:
+            # No words (hierarchical model on silence): an empty word sequence, masked out.
+            dim = int(model.data_state.get("lexical_dim") or model.hparams.get("lexical_dim", 384))
+            feats["words"] = np.zeros((0, dim), np.float32)
+            feats["cls"] = np.zeros((dim,), np.float32)
+            feats["spans"] = np.zeros((0, 2), np.int64)
+        return inference_batch(model.data_state, feats, utterance_id=name, speaker=None)
