@@ -7,6 +7,7 @@ and the model code, and give a note instead of a figure when either is missing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,11 +188,153 @@ def gate_row(rows: Sequence[VariantRow]) -> VariantRow:
     return max(cands, key=lambda r: r.stats["ua"].mean)
 
 
-def attention_figure(checkpoint: Path, out: Path) -> Path:
+@dataclass
+class Inspection:
+    """A checkpoint's model run over its test part (per utterance, padding removed)."""
+
+    class_names: list[str]
+    corpus: str
+    ids: list[str]
+    labels: list[int]
+    preds: list[int]
+    attention: dict[str, list[np.ndarray]]  # modality -> per utterance (T,) or (W,)
+    gate: list[float]  # mean gate value per utterance (empty without a gate)
+
+
+def inspect_checkpoint(checkpoint: Path, max_items: int = 2000) -> Inspection:
+    """Rebuild model and datamodule from a checkpoint and run the model on its test part."""
+    try:
+        import torch
+
+        from datamodules.datamodule import EmotionDataModule
+        from experiments.inference import read_checkpoint
+        from lightning_modules.system import EmotionClassifier
+    except ImportError as exc:
+        raise PlotUnavailable(f"model or data code missing ({exc})") from exc
+    ckpt = read_checkpoint(checkpoint)
+    state = next((v for k, v in ckpt.items() if k.endswith("DataModule") and v), None)
+    if state is None or "datamodule_hyper_parameters" not in ckpt:
+        raise PlotUnavailable(f"{checkpoint} holds no datamodule state to rebuild the test part")
+    module = EmotionClassifier(**ckpt["hyper_parameters"])
+    module.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    dm = EmotionDataModule(**ckpt["datamodule_hyper_parameters"])
+    dm.load_state_dict(state)
+    dm.setup("test")
+    out = Inspection(list(state["class_names"]), str(state["corpus"]), [], [], [], {}, [])
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            output = module(batch)
+            lengths = {"acoustic": batch.acoustic_lengths, "lexical": batch.word_lengths}
+            for name, weights in (output.attention or {}).items():
+                if weights is None or lengths.get(name) is None:
+                    continue
+                out.attention.setdefault(name, []).extend(
+                    w[: int(n)].numpy() for w, n in zip(weights, lengths[name], strict=True)
+                )
+            if output.gate is not None:
+                out.gate.extend(output.gate.reshape(len(batch), -1).mean(1).tolist())
+            out.ids += list(batch.utterance_ids)
+            out.labels += batch.labels.tolist()
+            out.preds += output.logits.argmax(-1).tolist()
+            if len(out.ids) >= max_items:
+                break
+    return out
+
+
+def _choose(ins: Inspection, table: Any, n: int) -> list[int]:
+    """Up to n correctly classified test utterances of different classes, wordiest first."""
+    words = dict(zip(table["utterance_id"], table["words"], strict=True))
+    order = sorted(range(len(ins.ids)), key=lambda i: -len(str(words.get(ins.ids[i], ""))))
+    chosen: list[int] = []
+    for want_correct in (True, False):
+        for i in order:
+            if len(chosen) == n:
+                return chosen
+            cls_taken = {ins.labels[j] for j in chosen}
+            if (ins.preds[i] == ins.labels[i]) == want_correct and ins.labels[i] not in cls_taken:
+                chosen.append(i)
+    return chosen
+
+
+def attention_figure(checkpoint: Path, out: Path, n: int = N_ATTENTION_UTTERANCES) -> Path:
     """Attention weights over time under the spectrogram, words at their spans."""
-    raise PlotUnavailable("the model code (lightning_modules.system) is not there yet")
+    from datamodules.audio import load_audio
+    from datamodules.utterances import frame_to_utterances, read_table
+
+    ins = inspect_checkpoint(checkpoint)
+    if not ins.attention.get("acoustic"):
+        raise PlotUnavailable(f"{checkpoint}: the model returns no acoustic attention weights")
+    table = read_table(ins.corpus)
+    utts = {u.utterance_id: u for u in frame_to_utterances(table)}
+    picks = _choose(ins, table, n)
+    fig, axes = plt.subplots(
+        2 * len(picks),
+        1,
+        figsize=(10, 3.2 * len(picks)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [2, 1] * len(picks)},
+    )
+    for k, i in enumerate(picks):
+        utt = utts[ins.ids[i]]
+        weights = ins.attention["acoustic"][i]
+        t = (np.arange(len(weights)) + 0.5) * 0.01  # frame centres; 10 ms LLD frames
+        ax_s, ax_a = axes[2 * k, 0], axes[2 * k + 1, 0]
+        if utt.audio_path and Path(utt.audio_path).is_file():
+            x = load_audio(utt.audio_path)
+            if utt.start_s is not None:
+                x = x[int(utt.start_s * 16000) : int(utt.end_s * 16000) if utt.end_s else None]
+            ax_s.specgram(x, NFFT=400, Fs=16000, noverlap=240, cmap="magma")
+            ax_s.set_ylim(0, 8000)
+        ax_s.set_xlim(0, t[-1] + 0.005)
+        ax_s.set_ylabel("Hz")
+        truth, pred = ins.class_names[ins.labels[i]], ins.class_names[ins.preds[i]]
+        ax_s.set_title(f"{utt.utterance_id}: true {truth}, predicted {pred}", fontsize=10)
+        ax_a.plot(t, weights, color="#dd8452")
+        ax_a.fill_between(t, weights, alpha=0.3, color="#dd8452")
+        ax_a.set_xlim(ax_s.get_xlim())
+        ax_a.set_ylabel("attention")
+        ax_a.set_xlabel("time (s)")
+        for w in utt.words:
+            if w.start is None or w.end is None:
+                continue
+            silent = w.text.startswith("<") or w.text.startswith("++")
+            for ax in (ax_s, ax_a):
+                ax.axvspan(
+                    w.start,
+                    w.end,
+                    color="grey" if silent else "#4c72b0",
+                    alpha=0.12 if silent else 0.06,
+                )
+                ax.axvline(w.start, color="white" if ax is ax_s else "grey", lw=0.5, alpha=0.6)
+            ax_a.text(
+                (w.start + w.end) / 2,
+                ax_a.get_ylim()[1] * 0.92,
+                w.text,
+                ha="center",
+                va="top",
+                fontsize=8,
+                rotation=30,
+                color="grey" if silent else "black",
+            )
+    fig.tight_layout()
+    return _save(fig, Path(out) / "attention.png")
 
 
 def gate_figure(checkpoint: Path, out: Path) -> Path:
-    """Mean GMU gate value per true class."""
-    raise PlotUnavailable("the model code (lightning_modules.system) is not there yet")
+    """Mean GMU gate value (1 = acoustic, 0 = lexical) per true class, ± sd over utterances."""
+    ins = inspect_checkpoint(checkpoint)
+    if not ins.gate:
+        raise PlotUnavailable(f"{checkpoint}: the model returns no gate values")
+    gate, labels = np.asarray(ins.gate), np.asarray(ins.labels)
+    present = [c for c in range(len(ins.class_names)) if (labels == c).any()]
+    means = [gate[labels == c].mean() for c in present]
+    sds = [gate[labels == c].std() for c in present]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(present), 3.6))
+    ax.bar(range(len(present)), means, yerr=sds, capsize=4, color="#55a868")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(range(len(present)), [ins.class_names[c] for c in present])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mean gate z (1 = acoustic)")
+    ax.set_title(f"GMU gate per true class ({len(gate)} test utterances)")
+    return _save(fig, Path(out) / "gate.png")

@@ -134,14 +134,15 @@ def variant_key(run: RunRecord) -> tuple[str, ...]:
     """(architecture, modality, pooling, fusion, protocol, corpus) of a run."""
     c = run.config
     arch = _text(c.get("architecture")) or run.run_dir.name
-    modality = _text(c.get("modality")) or (
-        arch if arch in ("acoustic", "lexical") else "multimodal"
-    )
+    modality = _text(c.get("modality")) or arch
+    if modality not in ("acoustic", "lexical"):  # the trainer writes "acoustic+lexical"
+        modality = "multimodal"
+    fusion = _text(c.get("fusion"))
     return (
         arch,
         modality,
         _text(c.get("pooling")),
-        _text(c.get("fusion")),
+        "" if fusion == "none" else fusion,
         _text(c.get("protocol")),
         _text(c.get("corpus")),
     )

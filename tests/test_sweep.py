@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -281,3 +284,51 @@ def test_stand_in_sweep_then_report_counts_rows_and_runs(
         ("lexical · cls", 3),
     ]
     assert "| acoustic · mean | sd8020 | 3 |" in rep.markdown.read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_builtin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared built-in corpus of 48 clips (3 per speaker and class) with features."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (make system-deps): no built-in corpus")
+    cache = tmp_path_factory.mktemp("cache")
+    env = {**os.environ, "SER_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    for args in (
+        ["experiments.prepare", "builtin", "--per-class", "3"],
+        ["experiments.features", "builtin", "--workers", "1", "--no-progress"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return cache
+
+
+def test_two_real_runs_end_to_end_then_resume(
+    tiny_builtin: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SER_CACHE", str(tiny_builtin))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    spec = sw.load_sweep(REPO / "configs/sweeps/smoke.yaml")
+    spec, runs = sw.build_runs(
+        spec, "builtin", max_epochs=1, sets={"model.hidden_size": 8, "wandb": False}
+    )
+    out = tmp_path / "smoke"
+    results = sw.SweepRunner(runs, out, parallel=2).run()
+    assert [r.status for r in results] == ["ok", "ok"], [r.message for r in results]
+    for run in runs:
+        metrics = json.loads((out / run.name / "metrics.json").read_text())
+        assert metrics["config"]["architecture"] == "acoustic"
+        assert metrics["config"]["pooling"] == run.name.split("__")[0].split("_")[1]
+        assert metrics["n"] > 0 and 0 <= metrics["ua"] <= 1
+        assert (out / run.name / "checkpoints" / "best.ckpt").is_file()
+    rep = report_mod.write_report(out, plots=True, wandb_log=False)
+    assert [(r.label, len(r.runs)) for r in rep.rows] == [
+        ("acoustic · mean", 1),
+        ("acoustic · attention", 1),
+    ]
+    md = rep.markdown.read_text()
+    assert "](plots/attention.png)" in md, md
+    assert (out / "plots" / "attention.png").stat().st_size > 10000
+    again = sw.SweepRunner(runs, out, parallel=2).run()
+    assert [r.status for r in again] == ["skipped", "skipped"]
