@@ -298,3 +298,49 @@ def test_cli_prints_key_and_names_errors(cache_dir: Path, capsys: pytest.Capture
     assert "corpus 'texts'" in capsys.readouterr().err
     assert main(["missing", "--no-progress"]) == 2
     assert "not prepared" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_iemocap_sized_cache_loads_in_seconds(cache_dir: Path) -> None:
+    """5,500 utterances x 500 frames x 65 (715 MB) + word vectors: load is memory-mapped."""
+    import time
+
+    from datamodules.features.config import feature_key_for_table
+    from datamodules.utterances import read_table
+
+    n, t, w, d = 5500, 500, 12, 384
+    utts = [
+        Utterance(f"u{i:05d}", "s", "s", "neu", f"/nowhere/u{i}.wav", 5.0, "x", [Word("x")] * w)
+        for i in range(n)
+    ]
+    write_table("big", utts, {"reader": "test"})
+    table = read_table("big")
+    config = FeatureConfig()
+    key = feature_key_for_table(table, config)
+    parts = store.make_parts(corpus_dir("big") / key, table, config)
+    rng = np.random.default_rng(0)
+    for name, part in parts.items():
+        part.prepare()
+        for i, ids in enumerate(part.shards):
+            k = len(ids)
+            if name == "acoustic":
+                arrays = {"frames": rng.standard_normal((k * t, 65), dtype=np.float32)}
+                offsets = list(range(0, k * t + 1, t))
+            else:
+                arrays = {
+                    "words": rng.standard_normal((k * w, d), dtype=np.float32),
+                    "spans": np.zeros((k * w, 2), np.int64),
+                    "cls": rng.standard_normal((k, d), dtype=np.float32),
+                }
+                offsets = list(range(0, k * w + 1, w))
+            store.write_shard(part.dir, i, ids, part.contents[i], arrays, offsets)
+        part.write_info(complete=True, dim=65 if name == "acoustic" else d)
+    store._write_meta("big", key, table, config, parts)
+    t0 = time.perf_counter()
+    feats = load("big", key)
+    total = sum(float(a[:, 0].sum()) for a in feats.acoustic.values())  # touch every utterance
+    elapsed = time.perf_counter() - t0
+    assert len(feats.acoustic) == n and feats.acoustic["u05499"].shape == (t, 65)
+    assert feats.words["u00000"].shape == (w, d) and np.isfinite(total)
+    print(f"IEMOCAP-sized cache loaded in {elapsed:.2f} s")
+    assert elapsed < 10, f"loading took {elapsed:.1f} s"

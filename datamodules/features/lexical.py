@@ -223,16 +223,18 @@ class LexicalEncoder:
         out = self.model(inputs_embeds=embeds, output_hidden_states=True, **inputs)
         states = out.hidden_states
         hidden = states[-1] if self.config.layers == "last" else torch.stack(states[-4:]).sum(0)
+        hidden_np = hidden.float().numpy()  # (B, L, D)
         words_out, cls_out = [], []
         for b in range(len(texts)):
-            n_words = len(texts[b])
-            pool = torch.zeros(n_words, hidden.shape[1])  # (W, L) pooling weights
-            for pos, w in enumerate(word_ids[b]):
-                if w is None:
-                    continue
-                if self.config.word_pooling == "mean" or pool[w].sum() == 0:
-                    pool[w, pos] = 1.0
-            pool = pool / pool.sum(1, keepdim=True).clamp(min=1)
-            words_out.append((pool @ hidden[b].float()).numpy().astype(np.float32))  # (W, D)
-            cls_out.append(hidden[b, 0].float().numpy().astype(np.float32))
+            ids = np.array([-1 if w is None else w for w in word_ids[b]])
+            pos = np.flatnonzero(ids >= 0)
+            pool = np.zeros((len(texts[b]), len(ids)), np.float32)  # (W, L) pooling weights
+            if self.config.word_pooling == "mean":
+                pool[ids[pos], pos] = 1.0
+            else:  # the first sub-word of each word
+                words, first = np.unique(ids[pos], return_index=True)
+                pool[words, pos[first]] = 1.0
+            pool /= np.maximum(pool.sum(1, keepdims=True), 1.0)
+            words_out.append(pool @ hidden_np[b])  # (W, D)
+            cls_out.append(hidden_np[b, 0].copy())
         return words_out, cls_out
