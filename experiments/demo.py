@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,13 +298,17 @@ class DemoBackend:
         ckpt = self.resolve(model_key, progress)
         predictor = self.predictor(ckpt)
         progress(0.5, "reading the audio")
+        t0 = time.perf_counter()
         try:
             x = read_audio(path)
         except PredictError as exc:
             raise DemoError(str(exc).replace(str(path), path.name)) from exc
+        timings = {"load": round((time.perf_counter() - t0) * 1e3, 2)}
         playback = self.playback_dir / f"{len(list(self.playback_dir.iterdir())):05d}.wav"
         sf.write(playback, x, SAMPLE_RATE)
-        pred = predictor.predict_waveform(x, path.name, progress=lambda step: progress(0.6, step))
+        pred = predictor.predict_waveform(
+            x, path.name, timings=timings, progress=lambda step: progress(0.6, step)
+        )
         return pred, playback, predictor.load_ms
 
 

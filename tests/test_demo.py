@@ -1,0 +1,190 @@
+"""The Gradio demo: upload checks, the app in a subprocess via gradio_client, and in Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.demo_models import REPO, DemoModels, demo_models
+
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> DemoModels:
+    return demo_models(tmp_path_factory.getbasetemp() / "ser-demo-models")
+
+
+@pytest.fixture(scope="session")
+def clip(models: DemoModels) -> Path:
+    """A built-in corpus clip (speech with words), as a user would upload it."""
+    audio = sorted((models.cache / "builtin" / "audio").rglob("*.wav"))
+    assert audio, "the built-in corpus has no audio"
+    return audio[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def app_url(models: DemoModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo on a free localhost port, with the test models and a 1 MB upload limit."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("demo") / "demo.log"
+    cmd = [
+        sys.executable, "-m", "experiments.demo", "--port", str(port),
+        "--runs-dir", str(models.runs), "--max-upload-mb", "1",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=models.env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"demo exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"demo did not listen within 120 s:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_backend_rejects_oversized_and_non_audio(models: DemoModels, tmp_path: Path) -> None:
+    from experiments.demo import DemoBackend, DemoError
+
+    backend = DemoBackend(models.runs, max_upload_mb=0.5, asr="none")
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros(16_000 * 20, np.float32), 16_000)  # 640 kB
+    with pytest.raises(DemoError, match=r"big\.wav: 0\.6 MB is over the 0\.5 MB upload limit"):
+        backend.predict("acoustic", big)
+    text = tmp_path / "readme.wav"
+    text.write_text("not audio at all\n")
+    with pytest.raises(DemoError, match=r"not a readable audio file: readme\.wav"):
+        backend.predict("acoustic", text)
+    with pytest.raises(DemoError, match="no audio"):
+        backend.predict("acoustic", None)
+
+
+def test_model_menu_lists_checkpoints_and_builtin_placeholders(models: DemoModels) -> None:
+    from experiments.demo import ARCHITECTURES, available_models
+
+    menu = available_models(models.runs)
+    assert [c.architecture for c in menu] == list(ARCHITECTURES)
+    trained = {c.architecture: c.checkpoint for c in menu if c.checkpoint is not None}
+    assert trained == {
+        "acoustic": models.checkpoint("acoustic"),
+        "mmmla": models.checkpoint("mmmla"),
+    }
+    assert all("trained on first use" in c.label for c in menu if c.checkpoint is None)
+
+
+def test_attention_figure_draws_words(models: DemoModels, clip: Path) -> None:
+    from experiments.demo import DemoBackend, attention_figure
+
+    backend = DemoBackend(models.runs)
+    pred, playback, _ = backend.predict(str(models.checkpoint("mmmla")), clip)
+    assert sf.info(playback).samplerate == 16_000
+    fig = attention_figure(pred)
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {w.text for w in pred.words} <= texts | {
+        t.get_text() for t in fig.axes[-1].get_xticklabels()
+    }
+    assert len(fig.axes) == 2 and len(pred.attention["acoustic"]) == pred.shapes["acoustic"][0]
+
+
+def test_app_api_upload_gives_probabilities(
+    app_url: str, models: DemoModels, clip: Path, tmp_path: Path
+) -> None:
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+    out = client.predict(handle_file(str(clip)), "mmmla", api_name="/predict")
+    assert set(out["probabilities"]) == {"angry", "happy", "neutral", "sad"}
+    assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert out["model_used"] == "mmmla" and out["transcript"]
+    # Bad uploads get a clear message, and the server stays up for the next request.
+    text = tmp_path / "notes.wav"
+    text.write_text("a text file renamed .wav\n")
+    with pytest.raises(AppError, match=r"notes\.wav"):
+        client.predict(handle_file(str(text)), "acoustic", api_name="/predict")
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(32_000, np.float32), 16_000)
+    out = client.predict(handle_file(str(silence)), "mmmla", api_name="/predict")
+    assert out["fallback"] is True and out["model_used"].startswith("acoustic fallback")
+
+
+def test_app_in_headless_chromium(app_url: str, clip: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_bin = shutil.which("chromedriver")
+    if not chromium or not driver_bin:
+        pytest.skip("Debian packages chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"ser-chromium-{os.getpid()}"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={profile}", "--window-size=1400,1600",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_bin), options=options)
+    try:
+        driver.get(app_url)
+        wait = WebDriverWait(driver, 90)
+        wait.until(ec.presence_of_element_located((By.ID, "predict")))
+        assert "Speech emotion recognition" in driver.page_source
+        upload = driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]")
+        upload.send_keys(str(clip))
+        time.sleep(2)  # the upload finishes before the click
+        driver.find_element(By.ID, "predict").click()
+        wait.until(
+            lambda d: (
+                ":"
+                in (
+                    d.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value") or ""
+                )
+                and "ready"
+                not in d.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+            )
+        )
+        status = driver.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+        assert not status.startswith("error"), status
+        probs = driver.find_element(By.ID, "probs").text.lower()
+        assert any(c in probs for c in ("angry", "happy", "neutral", "sad")), probs
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "demo.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -1,0 +1,164 @@
+"""Prediction: the CLI on real clips, the acoustic fallback, bad inputs, train/inference features."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.demo_models import REPO, DemoModels, demo_models
+
+# Statement 01 "Kids are talking by the door", 02 "Dogs are sitting by the door".
+RAVDESS_CLIPS = (
+    "Actor_01/03-01-05-01-01-01-01.flac",  # angry, statement 01
+    "Actor_02/03-01-03-02-02-01-02.flac",  # happy, statement 02
+    "Actor_03/03-01-04-01-01-02-03.flac",  # sad, statement 01
+)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> DemoModels:
+    return demo_models(tmp_path_factory.getbasetemp() / "ser-demo-models")
+
+
+def predict_cli(models: DemoModels, *args: str | Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "experiments.predict", *map(str, args)]
+    return subprocess.run(
+        cmd, cwd=REPO, env=models.env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_cli_on_ravdess_clips(models: DemoModels, ravdess_root: Path, tmp_path: Path) -> None:
+    clips = [ravdess_root / c for c in RAVDESS_CLIPS]
+    clips = [c for c in clips if c.is_file()]
+    assert len(clips) >= 2, f"RAVDESS clips missing under {ravdess_root}"
+    # Another rate and channel count: 44.1 kHz stereo wav and an mp3 of the first clip.
+    x, sr = sf.read(clips[0], dtype="float32")
+    from datamodules.audio import resample
+
+    y = resample(x, sr, 44_100)
+    stereo = tmp_path / "stereo44k.wav"
+    sf.write(stereo, np.stack([y, 0.5 * y], axis=1), 44_100)
+    mp3 = tmp_path / "clip.mp3"
+    sf.write(mp3, x, sr, format="MP3")
+    ckpt = models.checkpoint("mmmla")
+    proc = predict_cli(models, "--checkpoint", ckpt, *clips, stereo, mp3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json_lines(proc.stdout)
+    assert [o["file"] for o in out] == [str(p) for p in [*clips, stereo, mp3]]
+    classes = {"angry", "happy", "neutral", "sad"}
+    for o in out:
+        assert set(o["probabilities"]) == classes
+        assert sum(o["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert o["label"] == max(o["probabilities"], key=o["probabilities"].get)
+        assert o["model_used"] == "mmmla" and not o["fallback"]
+        text = o["transcript"].lower()
+        assert "door" in text and ("kids" in text or "dogs" in text), o["transcript"]
+        assert len(o["words"]) == o["shapes"]["words"][0] >= 4
+        t = o["shapes"]["acoustic"][0]
+        assert o["shapes"]["acoustic"][1] == 65 and abs(t - o["duration_s"] * 100) < 10
+        assert all(0 <= w["first_frame"] < w["last_frame"] <= t for w in o["words"])
+        assert set(o["timings_ms"]) == {"load", "asr", "acoustic", "lexical", "model"}
+        assert o["model_load_ms"] > 0
+    statement = {"01": "kids", "02": "dogs"}
+    for o, clip in zip(out, clips, strict=False):
+        assert statement[clip.stem.split("-")[4]] in o["transcript"].lower()
+
+
+def test_silence_and_noise_fall_back_to_acoustic(models: DemoModels, tmp_path: Path) -> None:
+    silence, noise = tmp_path / "silence.wav", tmp_path / "noise.wav"
+    sf.write(silence, np.zeros(3 * 16_000, np.float32), 16_000)
+    rng = np.random.default_rng(0)
+    sf.write(noise, (0.1 * rng.standard_normal(3 * 16_000)).astype(np.float32), 16_000)
+    proc = predict_cli(models, "--checkpoint", models.checkpoint("mmmla"), silence, noise)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json_lines(proc.stdout)
+    assert len(out) == 2
+    fallback = models.checkpoint("acoustic")
+    for o in out:
+        assert o["words"] == [] and o["fallback"] is True
+        assert o["model_used"] == f"acoustic fallback ({fallback})"
+        assert "no words" in o["note"] and "mmmla" in o["note"]
+        assert sum(o["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert "words" not in o["shapes"]
+
+
+def test_bad_inputs_get_one_error_line_each(models: DemoModels, tmp_path: Path) -> None:
+    good = tmp_path / "good.wav"
+    rng = np.random.default_rng(1)
+    t = np.arange(16_000) / 16_000
+    sf.write(good, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + rng.bytes(200))
+    text = tmp_path / "notes.wav"
+    text.write_text("this is a text file, not audio\n")
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(800, np.float32), 16_000)  # 50 ms
+    missing = tmp_path / "missing.wav"
+    proc = predict_cli(
+        models, "--checkpoint", models.checkpoint("acoustic"), missing, corrupt, good, text, short
+    )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4, proc.stderr[-3000:]
+    for bad, line in zip([missing, corrupt, text, short], errors, strict=True):
+        assert str(bad) in line
+    assert "not found" in errors[0] and "too short" in errors[3]
+    assert "Traceback" not in proc.stderr
+    out = json_lines(proc.stdout)
+    assert [o["file"] for o in out] == [str(good)]  # the good file between them still answered
+
+
+def test_missing_checkpoint_is_named(models: DemoModels, tmp_path: Path) -> None:
+    proc = predict_cli(models, "--checkpoint", tmp_path / "nope.ckpt", tmp_path / "a.wav")
+    assert proc.returncode == 2
+    assert f"checkpoint not found: {tmp_path / 'nope.ckpt'}" in proc.stderr
+
+
+def test_inference_features_equal_the_cached_ones(
+    models: DemoModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training clip's features on the inference path == the cache's, after normalisation."""
+    monkeypatch.setenv("SER_CACHE", str(models.cache))
+    from datamodules.datamodule import inference_batch
+    from datamodules.features import load
+    from datamodules.utterances import frame_to_utterances, read_table
+    from experiments.inference import load_model, read_audio
+
+    model = load_model(models.checkpoint("mmmla"))
+    state = model.data_state
+    utt = frame_to_utterances(read_table("builtin"))[5]
+    cached = load("builtin", state["feature_key"], ("acoustic", "lexical"))
+    raw = {
+        "acoustic": cached.acoustic[utt.utterance_id],
+        "words": cached.words[utt.utterance_id],
+        "cls": cached.cls[utt.utterance_id],
+        "spans": cached.spans[utt.utterance_id],
+    }
+    timings: dict[str, float] = {}
+    x = read_audio(utt.audio_path)
+    live = model._features.compute(x, utt.words, timings, utt.utterance_id)
+    assert set(timings) == {"acoustic", "lexical"}
+    np.testing.assert_allclose(live["acoustic"], raw["acoustic"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(live["words"], raw["words"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(live["cls"], raw["cls"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(live["spans"], raw["spans"])
+    a = inference_batch(state, live, utt.utterance_id)
+    b = inference_batch(state, raw, utt.utterance_id)
+    # Normalised with the checkpoint's training statistics, not re-fitted on this clip.
+    assert a.acoustic.abs().mean() > 0.1 and not torch.allclose(
+        a.acoustic, torch.from_numpy(np.array(raw["acoustic"]))
+    )
+    torch.testing.assert_close(a.acoustic, b.acoustic, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a.words, b.words, rtol=1e-4, atol=1e-4)
+    assert torch.equal(a.word_spans, b.word_spans)
