@@ -120,8 +120,8 @@ class EmotionClassifier(pl.LightningModule):
         self.results[stage] = record
         scalars = {f"{stage}/{k}": record[k] for k in ("wa", "ua", "macro_f1", "loss")}
         scalars |= {f"{stage}/acc_{name}": v for name, v in record["per_class"].items()}
-        # Values are already reduced over processes by torchmetrics.
-        self.log_dict(scalars, prog_bar=stage == "val", sync_dist=False)
+        # torchmetrics already reduced these over processes: sync_dist only averages equal values.
+        self.log_dict(scalars, prog_bar=stage == "val", sync_dist=True)
         metrics.reset()
         loss_mean.reset()
 
