@@ -50,6 +50,8 @@ from experiments.inference import (  # noqa: E402
 log = logging.getLogger("experiments.demo")
 
 ARCHITECTURES = ("acoustic", "lexical", "mmb", "mmmla", "hierarchical")
+# The training config of each architecture's built-in model (attention pooling throughout).
+CONFIGS = {"acoustic": "acoustic_attention", "lexical": "lexical_attention"}
 BUILTIN = "builtin"
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEMO_EPOCHS = 3
@@ -133,7 +135,7 @@ def train_builtin(
             env,
             "prepare the built-in corpus",
         )
-    config = REPO_ROOT / "configs" / f"{architecture}.yaml"
+    config = REPO_ROOT / "configs" / f"{CONFIGS.get(architecture, architecture)}.yaml"
     if not config.is_file():
         raise DemoError(f"no training config for '{architecture}': {config} does not exist")
     run_dir = ckpt.parent.parent
@@ -143,6 +145,7 @@ def train_builtin(
         "--data.corpus", BUILTIN,
         "--trainer.default_root_dir", str(run_dir),
         "--trainer.max_epochs", str(epochs),
+        "--wandb", "false",
     ]  # fmt: skip
     progress(0.1, f"training the built-in {architecture} model ({epochs} epochs)")
     epoch_re = re.compile(r"Epoch (\d+)")
@@ -376,6 +379,15 @@ def build_app(backend: DemoBackend, examples: list[Path]):
 
     example_names = {p.name: p for p in examples}
 
+    def default_model() -> str | None:
+        """MMMLA (the full model) when one is trained, else the first entry."""
+        choices = backend.choices()
+        trained = [c for c in choices if c.checkpoint is not None]
+        for c in trained:
+            if c.architecture == "mmmla":
+                return c.key
+        return (trained or choices)[0].key if choices else None
+
     def pick_source(source: str):
         return (
             gr.update(visible=source == SOURCES[0]),
@@ -426,7 +438,7 @@ def build_app(backend: DemoBackend, examples: list[Path]):
                     "hears its sound and (through Whisper) its words.")  # fmt: skip
         with gr.Row():
             with gr.Column(scale=1):
-                model = gr.Dropdown(menu(), value=menu()[0][1] if menu() else None, label="Model")
+                model = gr.Dropdown(menu(), value=default_model(), label="Model")
                 source = gr.Radio(list(SOURCES), value=SOURCES[1], label="Input")
                 mic = gr.Audio(
                     sources=["microphone"], type="filepath", label="Record", visible=False

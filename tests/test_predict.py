@@ -162,3 +162,30 @@ def test_inference_features_equal_the_cached_ones(
     torch.testing.assert_close(a.acoustic, b.acoustic, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(a.words, b.words, rtol=1e-4, atol=1e-4)
     assert torch.equal(a.word_spans, b.word_spans)
+
+
+def test_hierarchical_model_answers_wordless_clips_itself(
+    models: DemoModels, tmp_path: Path
+) -> None:
+    """No fallback for the hierarchical model: it runs on the frames alone, and says so."""
+    from experiments.inference import Predictor, read_checkpoint
+    from lightning_modules.system import EmotionClassifier
+
+    ckpt = read_checkpoint(models.checkpoint("mmmla"))
+    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+    hparams["architecture"] = "hierarchical"
+    torch.manual_seed(0)
+    module = EmotionClassifier(**hparams)  # untrained weights: the path is under test
+    path = tmp_path / "runs" / "hierarchical" / "checkpoints" / "best.ckpt"
+    path.parent.mkdir(parents=True)
+    state = {"EmotionDataModule": ckpt["EmotionDataModule"], "hyper_parameters": hparams}
+    torch.save({**state, "state_dict": module.state_dict()}, path)
+    pred = Predictor(path).predict_waveform(np.zeros(2 * 16_000, np.float32), "silence")
+    assert pred.words == [] and not pred.fallback
+    assert pred.model_used == "hierarchical" and "acoustic frames only" in pred.note
+    assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    spoken = Predictor(path, asr="none").predict_waveform(
+        np.zeros(2 * 16_000, np.float32), "given", transcript="kids are talking"
+    )
+    assert [w.text for w in spoken.words] == ["kids", "are", "talking"]
+    assert spoken.shapes["words"] == [3, hparams["lexical_dim"]] and spoken.note == ""
