@@ -38,11 +38,13 @@ from datamodules.audio import SAMPLE_RATE  # noqa: E402
 from datamodules.utterances import REPO_ROOT, cache_root  # noqa: E402
 from experiments.inference import (  # noqa: E402
     DEFAULT_RUNS_DIR,
+    NEEDS_WORDS,
     PredictError,
     Prediction,
     Predictor,
     checkpoint_architecture,
     demo_checkpoint,
+    find_fallback,
     read_audio,
     read_checkpoint,
 )
@@ -265,12 +267,10 @@ class DemoBackend:
         with self._lock:
             if ckpt not in self._predictors:
                 fallback = None
-                if checkpoint_architecture(read_checkpoint(ckpt)) in ("lexical", "mmb", "mmmla"):
-                    from experiments.inference import find_fallback
-
-                    if find_fallback(ckpt, self.runs_dir) is None:
-                        # The built-in acoustic model answers when the ASR hears no words.
-                        fallback = train_builtin("acoustic", self.runs_dir, self.epochs)
+                needs_words = checkpoint_architecture(read_checkpoint(ckpt)) in NEEDS_WORDS
+                if needs_words and find_fallback(ckpt, self.runs_dir) is None:
+                    # The built-in acoustic model answers when the ASR hears no words.
+                    fallback = train_builtin("acoustic", self.runs_dir, self.epochs)
                 self._predictors[ckpt] = Predictor(ckpt, fallback, self.asr, self.runs_dir)
             return self._predictors[ckpt]
 
@@ -441,7 +441,11 @@ def build_app(backend: DemoBackend, examples: list[Path]):
                 model = gr.Dropdown(menu(), value=default_model(), label="Model")
                 source = gr.Radio(list(SOURCES), value=SOURCES[1], label="Input")
                 mic = gr.Audio(
-                    sources=["microphone"], type="filepath", label="Record", visible=False
+                    sources=["microphone"],
+                    type="filepath",
+                    format="wav",
+                    label="Record",
+                    visible=False,
                 )
                 upload = gr.File(
                     label=f"Audio file (≤ {backend.max_upload_mb:g} MB)", elem_id="upload"

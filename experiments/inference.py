@@ -182,9 +182,9 @@ def checkpoint_architecture(ckpt: dict[str, Any]) -> str:
 
 def load_model(path: str | Path) -> LoadedModel:
     """Rebuild the EmotionClassifier and its feature pipeline from a checkpoint."""
+    t0 = time.perf_counter()  # load time includes the first import of Lightning and the encoder
     from lightning_modules.system import EmotionClassifier
 
-    t0 = time.perf_counter()
     path = Path(path)
     ckpt = read_checkpoint(path)
     hparams = dict(ckpt.get("hyper_parameters", {}))

@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
             continue
+        except Exception as exc:  # a bug must not cost the other files their answers
+            failed += 1
+            logging.getLogger(__name__).debug("prediction failed", exc_info=True)
+            print(
+                f"error: {path}: prediction failed ({type(exc).__name__}: {exc})", file=sys.stderr
+            )
+            continue
         out = pred.to_json()
         out["model_load_ms"] = predictor.load_ms
         print(json.dumps(out, indent=args.indent), flush=True)

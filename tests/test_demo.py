@@ -183,8 +183,54 @@ def test_app_in_headless_chromium(app_url: str, clip: Path) -> None:
         assert not status.startswith("error"), status
         probs = driver.find_element(By.ID, "probs").text.lower()
         assert any(c in probs for c in ("angry", "happy", "neutral", "sad")), probs
+        assert (
+            driver.find_element(By.ID, "transcript")
+            .find_element(By.TAG_NAME, "textarea")
+            .get_attribute("value")
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "demo.png"))
+        driver.find_element(By.ID, "again").click()  # "Run again" clears the answer
+        wait.until(
+            lambda d: (
+                d.find_element(By.CSS_SELECTOR, "#status textarea")
+                .get_attribute("value")
+                .startswith("ready")
+            )
+        )
+        assert not any(
+            c in driver.find_element(By.ID, "probs").text.lower() for c in ("angry", "sad")
+        )
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_builtin_models_train_from_existing_configs(
+    models: DemoModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First use trains each architecture from a real config into runs/demo/<arch>."""
+    from experiments import demo
+
+    monkeypatch.setenv("SER_CACHE", str(models.cache))  # the built-in corpus is prepared
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, env, what, on_line=None):  # the real training is the fixture's job
+        calls.append(cmd)
+        if on_line:
+            on_line("Epoch 0/1 ...")
+        run_dir = Path(cmd[cmd.index("--trainer.default_root_dir") + 1])
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")
+
+    monkeypatch.setattr(demo, "_run", fake_run)
+    seen: list[tuple[float, str]] = []
+    for arch in demo.ARCHITECTURES:
+        ckpt = demo.train_builtin(arch, tmp_path / "runs", 2, lambda f, m: seen.append((f, m)))
+        assert ckpt == tmp_path / "runs" / "demo" / arch / "checkpoints" / "best.ckpt"
+    assert len(calls) == len(demo.ARCHITECTURES)  # no prepare: the corpus is there
+    for cmd in calls:
+        config = Path(cmd[cmd.index("--config") + 1])
+        assert config.is_file(), config
+        assert cmd[cmd.index("--data.corpus") + 1] == "builtin"
+    assert any("epoch 1/2" in m for _, m in seen)
