@@ -6,6 +6,7 @@ and the model code, and give a note instead of a figure when either is missing.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,12 @@ class Inspection:
     gate: list[float]  # mean gate value per utterance (empty without a gate)
 
 
+def _init_args(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The saved hyper-parameters `cls` accepts (LightningCLI adds `_instantiator` and such)."""
+    accepted = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in hparams.items() if k in accepted and k != "self"}
+
+
 def inspect_checkpoint(checkpoint: Path, max_items: int = 2000) -> Inspection:
     """Rebuild model and datamodule from a checkpoint and run the model on its test part."""
     try:
@@ -215,10 +222,10 @@ def inspect_checkpoint(checkpoint: Path, max_items: int = 2000) -> Inspection:
     state = next((v for k, v in ckpt.items() if k.endswith("DataModule") and v), None)
     if state is None or "datamodule_hyper_parameters" not in ckpt:
         raise PlotUnavailable(f"{checkpoint} holds no datamodule state to rebuild the test part")
-    module = EmotionClassifier(**ckpt["hyper_parameters"])
+    module = EmotionClassifier(**_init_args(EmotionClassifier, ckpt["hyper_parameters"]))
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
-    dm = EmotionDataModule(**ckpt["datamodule_hyper_parameters"])
+    dm = EmotionDataModule(**_init_args(EmotionDataModule, ckpt["datamodule_hyper_parameters"]))
     dm.load_state_dict(state)
     dm.setup("test")
     out = Inspection(list(state["class_names"]), str(state["corpus"]), [], [], [], {}, [])
@@ -288,28 +295,26 @@ def attention_figure(checkpoint: Path, out: Path, n: int = N_ATTENTION_UTTERANCE
             ax_s.set_ylim(0, 8000)
         ax_s.set_xlim(0, t[-1] + 0.005)
         ax_s.set_ylabel("Hz")
+        ax_s.tick_params(labelbottom=False)
         truth, pred = ins.class_names[ins.labels[i]], ins.class_names[ins.preds[i]]
         ax_s.set_title(f"{utt.utterance_id}: true {truth}, predicted {pred}", fontsize=10)
         ax_a.plot(t, weights, color="#dd8452")
         ax_a.fill_between(t, weights, alpha=0.3, color="#dd8452")
         ax_a.set_xlim(ax_s.get_xlim())
         ax_a.set_ylabel("attention")
+        ax_a.set_ylim(0, 1.35 * float(weights.max()))
         ax_a.set_xlabel("time (s)")
         for w in utt.words:
             if w.start is None or w.end is None:
                 continue
             silent = w.text.startswith("<") or w.text.startswith("++")
-            for ax in (ax_s, ax_a):
-                ax.axvspan(
-                    w.start,
-                    w.end,
-                    color="grey" if silent else "#4c72b0",
-                    alpha=0.12 if silent else 0.06,
-                )
-                ax.axvline(w.start, color="white" if ax is ax_s else "grey", lw=0.5, alpha=0.6)
+            ax_s.axvline(w.start, color="white", lw=0.5, alpha=0.6)
+            ax_a.axvline(w.start, color="grey", lw=0.5, alpha=0.6)
+            if silent:  # the seed's point: pauses should get little weight
+                ax_a.axvspan(w.start, w.end, color="grey", alpha=0.15)
             ax_a.text(
                 (w.start + w.end) / 2,
-                ax_a.get_ylim()[1] * 0.92,
+                ax_a.get_ylim()[1] * 0.97,
                 w.text,
                 ha="center",
                 va="top",

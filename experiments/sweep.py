@@ -79,6 +79,7 @@ class RunResult:
     status: str
     seconds: float = 0.0
     message: str = ""
+    cpu_s: float = 0.0  # user + sys CPU seconds of the run's process tree
 
 
 def load_sweep(path: Path) -> SweepSpec:
@@ -259,6 +260,24 @@ def train_args(params: dict[str, Any], run_dir: Path) -> list[str]:
     return args
 
 
+def _reap(proc: subprocess.Popen) -> tuple[int | None, float]:
+    """(exit code or None while running, CPU seconds) without blocking.
+
+    `os.wait4` also gives the child's CPU time: on a shared machine wall time says little,
+    CPU time says what the run costs on idle cores.
+    """
+    if proc.returncode is not None:
+        return proc.returncode, 0.0
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:  # already reaped elsewhere
+        return proc.wait(), 0.0
+    if pid == 0:
+        return None, 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
 def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
     if not path.is_file():
         return ""
@@ -342,13 +361,14 @@ class SweepRunner:
                     active[run.name] = self._start(run, env)
                 time.sleep(0.2)
                 for name, (proc, started, log) in list(active.items()):
-                    if proc.poll() is None:
+                    code, cpu = _reap(proc)
+                    if code is None:
                         continue
                     log.close()
                     del active[name]
                     seconds = time.monotonic() - started
                     durations.append(seconds)
-                    results[name] = self._finish(name, proc.returncode, seconds)
+                    results[name] = self._finish(name, code, seconds, cpu)
                     done = len(results)
                     eta = (
                         sum(durations)
@@ -386,7 +406,7 @@ class SweepRunner:
         )
         return proc, time.monotonic(), log
 
-    def _finish(self, name: str, returncode: int, seconds: float) -> RunResult:
+    def _finish(self, name: str, returncode: int, seconds: float, cpu: float = 0.0) -> RunResult:
         run_dir = self.out / name
         metrics = run_dir / "metrics.json"
         if returncode == 0 and metrics.is_file():
@@ -395,19 +415,28 @@ class SweepRunner:
                 message = f"ua={values['ua']:.3f} wa={values['wa']:.3f}"
             except (ValueError, KeyError, TypeError):
                 message = "metrics.json unreadable"
-            return RunResult(name, "ok", seconds, message)
+            return RunResult(name, "ok", seconds, f"{message} cpu={_fmt_s(cpu)}", cpu)
         reason = f"exit code {returncode}" if returncode else "no metrics.json written"
         atomic_write_text(
             run_dir / "FAILED",
             f"{reason}\n--- last lines of train.log ---\n{_tail(run_dir / 'train.log')}\n",
         )
-        return RunResult(name, "failed", seconds, f"{reason}, see {run_dir / 'FAILED'}")
+        return RunResult(name, "failed", seconds, f"{reason}, see {run_dir / 'FAILED'}", cpu)
 
 
 def summarize(results: Sequence[RunResult]) -> str:
     """One line of counts, then each failed run."""
     count = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
-    lines = [f"sweep done: {count['ok']} ran, {count['skipped']} skipped, {count['failed']} failed"]
+    ran = [r for r in results if r.status != "skipped"]
+    lines = [
+        f"sweep done: {count['ok']} ran, {count['skipped']} skipped, {count['failed']} failed"
+        + (
+            f" (runs took {_fmt_s(sum(r.seconds for r in ran))} wall, "
+            f"{_fmt_s(sum(r.cpu_s for r in ran))} CPU in all)"
+            if ran
+            else ""
+        )
+    ]
     lines += [f"  FAILED {r.name}: {r.message}" for r in results if r.status == "failed"]
     return "\n".join(lines)
 
