@@ -321,12 +321,13 @@ class DemoBackend:
 
 def attention_figure(pred: Prediction):
     """Acoustic attention over time with the words' spans, and lexical attention per word."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: figures of a server must not pile up
 
     acoustic = pred.attention.get("acoustic")
     lexical = pred.attention.get("lexical")
     rows = 1 + (lexical is not None and len(pred.words) > 0)
-    fig, axes = plt.subplots(rows, 1, figsize=(9, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(9, 2.6 * rows))
+    axes = fig.subplots(rows, 1, squeeze=False)
     ax = axes[0, 0]
     if acoustic is not None:
         t = np.arange(len(acoustic)) * 0.01
