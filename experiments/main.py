@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -48,7 +49,7 @@ SIZES = {
             "model.hidden_size": 32,
             "data.batch_size": 32,
         },
-        max_epochs=6,
+        max_epochs=8,
     ),
     "full": Size("full"),
 }
@@ -58,13 +59,24 @@ class MainError(Exception):
     """A step of the main job that failed; the message names the step and its log."""
 
 
+def cpu_seconds() -> float:
+    """User + sys CPU time of this process and every child it waited for (runs included)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _step(title: str) -> float:
     print(f"\n=== {title} ===", flush=True)
     return time.monotonic()
 
 
 def _done(t0: float, what: str) -> None:
-    print(f"--- {what} ({time.monotonic() - t0:.0f} s)", flush=True)
+    print(
+        f"--- {what} ({time.monotonic() - t0:.0f} s; {cpu_seconds():.0f} CPU s so far)", flush=True
+    )
 
 
 def _python(args: Sequence[str], what: str) -> None:
@@ -173,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     failed = [r for r in results if r.status == "failed"]
     print(
-        f"\nmain job done in {(time.monotonic() - t0) / 60:.1f} min: "
+        f"\nmain job done in {(time.monotonic() - t0) / 60:.1f} min "
+        f"({cpu_seconds() / 60:.1f} CPU min): "
         f"{len(results) - len(failed)}/{len(results)} runs finished"
     )
     for path in reports:

@@ -332,3 +332,14 @@ def test_two_real_runs_end_to_end_then_resume(
     assert (out / "plots" / "attention.png").stat().st_size > 10000
     again = sw.SweepRunner(runs, out, parallel=2).run()
     assert [r.status for r in again] == ["skipped", "skipped"]
+
+
+def test_main_job_names_a_corpus_it_cannot_use(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    from experiments import main as main_job
+
+    rc = main_job.main(["--corpus", "nosuchcorpus", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "corpus 'nosuchcorpus' is neither a reader" in capsys.readouterr().err
+    rc = main_job.main(["--corpus", "iemocap", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "--corpus iemocap needs --root" in capsys.readouterr().err
