@@ -107,7 +107,7 @@ class EmotionCLI(LightningCLI):
             kwargs["logger"] = self._loggers(root)
         trainer = super().instantiate_trainer(**kwargs)
         # Checkpoints live in the run folder whatever logger is used.
-        for callback in trainer.callbacks:
+        for callback in trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = os.path.realpath(root / "checkpoints")
         return trainer
@@ -161,7 +161,7 @@ class EmotionCLI(LightningCLI):
         callback = trainer.checkpoint_callback
         best = getattr(callback, "best_model_path", "") or ""
         # fast_dev_run keeps no checkpoints: test the weights as they are then.
-        ckpt_path = "best" if best and not trainer.fast_dev_run else None
+        ckpt_path = "best" if best and not getattr(trainer, "fast_dev_run", False) else None
         trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path)
         self.write_metrics(best if ckpt_path else None)
 

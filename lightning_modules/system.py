@@ -26,6 +26,8 @@ class EmotionClassifier(pl.LightningModule):
     per_class, confusion, n) for each stage that ran.
     """
 
+    class_weight: Tensor  # (C,) buffer
+
     def __init__(
         self,
         architecture: str = "acoustic",
@@ -51,6 +53,9 @@ class EmotionClassifier(pl.LightningModule):
                 f"model.scheduler must be one of {SCHEDULERS}; got {scheduler!r}"
             )
         self.save_hyperparameters()
+        self.architecture, self.class_weighting = architecture, class_weighting
+        self.lr, self.weight_decay = lr, weight_decay
+        self.scheduler, self.warmup_epochs = scheduler, warmup_epochs
         self.class_names = class_names_or_default(class_names, num_classes)
         self.net = EmotionNet(
             architecture,
@@ -76,20 +81,20 @@ class EmotionClassifier(pl.LightningModule):
     @property
     def modalities(self) -> list[str]:
         """The Batch modalities this model reads."""
-        return modalities_for(self.hparams.architecture)
+        return modalities_for(self.architecture)
 
     def forward(self, batch: Batch) -> ModelOutput:
         return self.net(batch)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if stage == "fit" and self.hparams.class_weighting and datamodule is not None:
+        if stage == "fit" and self.class_weighting and datamodule is not None:
             weights = torch.as_tensor(datamodule.class_weights(), dtype=torch.float32)
             self.class_weight.copy_(weights.to(self.class_weight.device))
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         output = self(batch)
-        weight = self.class_weight if self.hparams.class_weighting else None
+        weight = self.class_weight if self.class_weighting else None
         loss = F.cross_entropy(output.logits, batch.labels, weight=weight)
         preds = output.logits.argmax(-1)
         getattr(self, f"{stage}_metrics").update(preds, batch.labels)
@@ -135,20 +140,17 @@ class EmotionClassifier(pl.LightningModule):
         self._epoch_end("test")
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max", patience=2
-            )
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=2)
             return {
                 "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/ua"},
+                "lr_scheduler": {"scheduler": plateau, "monitor": "val/ua"},
             }
-        if hp.scheduler == "cosine" or hp.warmup_epochs > 0:
+        if self.scheduler == "cosine" or self.warmup_epochs > 0:
             total = max(int(self.trainer.max_epochs or 1), 1) if self._trainer else 1
-            warmup = hp.warmup_epochs
-            cosine = hp.scheduler == "cosine"
+            warmup = self.warmup_epochs
+            cosine = self.scheduler == "cosine"
 
             def factor(epoch: int) -> float:
                 if epoch < warmup:
