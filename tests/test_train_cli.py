@@ -115,3 +115,38 @@ def test_wandb_offline_run_lands_in_run_folder(tmp_path: Path, monkeypatch) -> N
     runs = list((root / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert (root / "metrics.json").is_file()
+
+
+def test_real_datamodule_on_twelve_ravdess_clips(
+    ravdess_root: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """The real EmotionDataModule and feature cache (openSMILE + MiniLM) through the CLI."""
+    from datamodules.corpora import ravdess
+    from datamodules.datamodule import EmotionDataModule
+    from datamodules.utterances import write_table
+
+    classes = ["neutral", "happy", "sad", "angry"]
+    utts = ravdess.read(ravdess_root, ravdess.RavdessOptions(classes=classes)).utterances
+    pick = [
+        u
+        for u in utts
+        if u.speaker in ("Actor_01", "Actor_02", "Actor_03")
+        and u.extra["repetition"] == 1
+        and u.extra["intensity"] == "normal"
+        and u.extra["statement"].startswith("Kids")
+    ]
+    write_table("ravmini", pick, {"reader": "ravdess", "classes": classes})
+    data = ["--data.corpus", "ravmini", "--data.protocol", "lospko", "--data.batch_size", "4"]
+    for variant in ("acoustic_attention", "lexical_cls", "hierarchical"):
+        root = tmp_path / variant
+        cli = run(
+            ["fit", "--config", str(REPO / "configs" / f"{variant}.yaml"), *data,
+             "--model.hidden_size", "8", "--trainer.fast_dev_run", "1"],
+            root, datamodule_class=EmotionDataModule,
+        )  # fmt: skip
+        assert cli.model.hparams.class_names == classes
+        expected = {"acoustic_attention": (65, 0), "lexical_cls": (0, 384)}.get(variant, (65, 384))
+        assert (cli.model.hparams.acoustic_dim, cli.model.hparams.lexical_dim) == expected
+        metrics = json.loads((root / "metrics.json").read_text())
+        assert metrics["n"] == 4 and metrics["config"]["corpus"] == "ravmini"  # Actor_01's clips
+        assert metrics["config"]["feature_key"].startswith("compare_2016-minilm-last-mean-")
