@@ -316,20 +316,21 @@ def test_two_real_runs_end_to_end_then_resume(
     out = tmp_path / "smoke"
     results = sw.SweepRunner(runs, out, parallel=2).run()
     assert [r.status for r in results] == ["ok", "ok"], [r.message for r in results]
-    for run in runs:
+    for run, arch in zip(runs, ("acoustic", "mmmla"), strict=True):
         metrics = json.loads((out / run.name / "metrics.json").read_text())
-        assert metrics["config"]["architecture"] == "acoustic"
-        assert metrics["config"]["pooling"] == run.name.split("__")[0].split("_")[1]
+        assert metrics["config"]["architecture"] == arch
+        assert metrics["config"]["pooling"] == "attention"
         assert metrics["n"] > 0 and 0 <= metrics["ua"] <= 1
         assert (out / run.name / "checkpoints" / "best.ckpt").is_file()
     rep = report_mod.write_report(out, plots=True, wandb_log=False)
     assert [(r.label, len(r.runs)) for r in rep.rows] == [
-        ("acoustic · mean", 1),
         ("acoustic · attention", 1),
+        ("mmmla · attention · gmu", 1),
     ]
     md = rep.markdown.read_text()
-    assert "](plots/attention.png)" in md, md
-    assert (out / "plots" / "attention.png").stat().st_size > 10000
+    for name in ("attention.png", "gate.png", "confusion_acoustic.png", "confusion_multimodal.png"):
+        assert f"](plots/{name})" in md, md
+        assert (out / "plots" / name).stat().st_size > 5000
     again = sw.SweepRunner(runs, out, parallel=2).run()
     assert [r.status for r in again] == ["skipped", "skipped"]
 
