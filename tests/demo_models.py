@@ -52,6 +52,11 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
 
 
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
 def demo_models(root: Path) -> DemoModels:
     """Prepare the tiny corpus and train both models, unless `root` already holds them."""
     root = Path(os.environ.get("SER_TEST_MODELS") or root)
@@ -63,30 +68,25 @@ def demo_models(root: Path) -> DemoModels:
     env, log = models.env(), root / "log.txt"
     py = sys.executable
     _run([py, "-m", "experiments.prepare", "builtin", "--per-class", str(PER_CLASS)], env, log)
+    # Features once, then the two trainings side by side (they only read the cache).
+    _run([py, "-m", "experiments.features", "builtin", "--no-progress"], env, log)
+    procs = []
     for arch in ARCHS:
-        _run(
-            [
-                py,
-                "-m",
-                "experiments.train",
-                "fit",
-                "--config",
-                str(REPO / "configs" / f"{CONFIGS[arch]}.yaml"),
-                "--data.corpus",
-                "builtin",
-                "--trainer.default_root_dir",
-                str(models.checkpoint(arch).parent.parent),
-                "--trainer.max_epochs",
-                str(EPOCHS),
-                "--trainer.enable_progress_bar",
-                "false",
-                "--wandb",
-                "false",
-            ],  # fmt: skip
-            env,
-            log,
-        )
-        if not models.checkpoint(arch).is_file():
-            raise RuntimeError(f"training {arch} wrote no {models.checkpoint(arch)}")
+        cmd = [
+            py, "-m", "experiments.train", "fit",
+            "--config", str(REPO / "configs" / f"{CONFIGS[arch]}.yaml"),
+            "--data.corpus", "builtin",
+            "--trainer.default_root_dir", str(models.checkpoint(arch).parent.parent),
+            "--trainer.max_epochs", str(EPOCHS),
+            "--model.hidden_size", str(HIDDEN),
+            "--trainer.enable_progress_bar", "false",
+            "--wandb", "false",
+        ]  # fmt: skip
+        arch_log = root / f"train-{arch}.txt"
+        procs.append((arch, arch_log, _start(cmd, env, arch_log)))
+    for arch, arch_log, proc in procs:
+        if proc.wait() != 0 or not models.checkpoint(arch).is_file():
+            tail = "\n".join(arch_log.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"training {arch} failed ({proc.returncode}):\n{tail}")
     done.write_text(json.dumps({"archs": list(ARCHS)}))
     return models

@@ -34,6 +34,15 @@ def predict_cli(models: DemoModels, *args: str | Path) -> subprocess.CompletedPr
     )
 
 
+def predict_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """The CLI's main() in this process (imports and models loaded once per session)."""
+    from experiments.predict import main
+
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
 def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
@@ -75,14 +84,18 @@ def test_cli_on_ravdess_clips(models: DemoModels, ravdess_root: Path, tmp_path: 
         assert statement[clip.stem.split("-")[4]] in o["transcript"].lower()
 
 
-def test_silence_and_noise_fall_back_to_acoustic(models: DemoModels, tmp_path: Path) -> None:
+def test_silence_and_noise_fall_back_to_acoustic(
+    models: DemoModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     silence, noise = tmp_path / "silence.wav", tmp_path / "noise.wav"
     sf.write(silence, np.zeros(3 * 16_000, np.float32), 16_000)
     rng = np.random.default_rng(0)
     sf.write(noise, (0.1 * rng.standard_normal(3 * 16_000)).astype(np.float32), 16_000)
-    proc = predict_cli(models, "--checkpoint", models.checkpoint("mmmla"), silence, noise)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json_lines(proc.stdout)
+    rc, stdout, stderr = predict_main(
+        capsys, "--checkpoint", models.checkpoint("mmmla"), silence, noise
+    )
+    assert rc == 0, stderr[-3000:]
+    out = json_lines(stdout)
     assert len(out) == 2
     fallback = models.checkpoint("acoustic")
     for o in out:
@@ -93,7 +106,9 @@ def test_silence_and_noise_fall_back_to_acoustic(models: DemoModels, tmp_path: P
         assert "words" not in o["shapes"]
 
 
-def test_bad_inputs_get_one_error_line_each(models: DemoModels, tmp_path: Path) -> None:
+def test_bad_inputs_get_one_error_line_each(
+    models: DemoModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = tmp_path / "good.wav"
     rng = np.random.default_rng(1)
     t = np.arange(16_000) / 16_000
@@ -105,24 +120,24 @@ def test_bad_inputs_get_one_error_line_each(models: DemoModels, tmp_path: Path) 
     short = tmp_path / "short.wav"
     sf.write(short, np.zeros(800, np.float32), 16_000)  # 50 ms
     missing = tmp_path / "missing.wav"
-    proc = predict_cli(
-        models, "--checkpoint", models.checkpoint("acoustic"), missing, corrupt, good, text, short
+    rc, stdout, stderr = predict_main(
+        capsys, "--checkpoint", models.checkpoint("acoustic"), missing, corrupt, good, text, short
     )
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 4, proc.stderr[-3000:]
+    assert rc == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4, stderr[-3000:]
     for bad, line in zip([missing, corrupt, text, short], errors, strict=True):
         assert str(bad) in line
     assert "not found" in errors[0] and "too short" in errors[3]
-    assert "Traceback" not in proc.stderr
-    out = json_lines(proc.stdout)
+    assert "Traceback" not in stderr
+    out = json_lines(stdout)
     assert [o["file"] for o in out] == [str(good)]  # the good file between them still answered
 
 
-def test_missing_checkpoint_is_named(models: DemoModels, tmp_path: Path) -> None:
-    proc = predict_cli(models, "--checkpoint", tmp_path / "nope.ckpt", tmp_path / "a.wav")
-    assert proc.returncode == 2
-    assert f"checkpoint not found: {tmp_path / 'nope.ckpt'}" in proc.stderr
+def test_missing_checkpoint_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, stderr = predict_main(capsys, "--checkpoint", tmp_path / "nope.ckpt", tmp_path / "a.wav")
+    assert rc == 2
+    assert f"checkpoint not found: {tmp_path / 'nope.ckpt'}" in stderr
 
 
 def test_inference_features_equal_the_cached_ones(
