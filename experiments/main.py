@@ -49,7 +49,7 @@ SIZES = {
             "model.hidden_size": 32,
             "data.batch_size": 32,
         },
-        max_epochs=8,
+        max_epochs=20,
     ),
     "full": Size("full"),
 }
@@ -137,6 +137,7 @@ def write_reports(out: Path, title: str) -> list[Path]:
         except report_mod.ReportError as exc:
             print(f"report of {folder} skipped: {exc}")
             continue
+        assert rep.markdown is not None  # write_report always writes it
         paths.append(rep.markdown)
         print(f"{rep.markdown}: {len(rep.rows)} variants")
     _done(t0, "reports written")

@@ -204,8 +204,8 @@ class Inspection:
 
 def _init_args(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
     """The saved hyper-parameters `cls` accepts (LightningCLI adds `_instantiator` and such)."""
-    accepted = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in hparams.items() if k in accepted and k != "self"}
+    accepted = inspect.signature(cls).parameters
+    return {k: v for k, v in hparams.items() if k in accepted}
 
 
 def inspect_checkpoint(checkpoint: Path, max_items: int = 2000) -> Inspection:

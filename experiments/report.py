@@ -172,7 +172,8 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
     for run in runs:
         key = variant_key(run)
         if key not in groups:
-            groups[key] = VariantRow(key, *key)
+            arch, modality, pooling, fusion, protocol, corpus = key
+            groups[key] = VariantRow(key, arch, modality, pooling, fusion, protocol, corpus)
         groups[key].runs.append(run)
     columns = [k for k, _, _ in HEADLINE] + [CLASS_PREFIX + n for n in class_names(runs)]
     for row in groups.values():
@@ -369,7 +370,7 @@ def _log_wandb(
             name=f"report-{sweep_dir.name}",
             job_type="report",
             dir=str(sweep_dir),
-            mode=os.environ.get("WANDB_MODE", "offline"),
+            mode="online" if os.environ.get("WANDB_MODE") == "online" else "offline",
             reinit="finish_previous",
         )
         head = ["variant", "protocol", "runs"] + [f"{c}_mean" for c in columns]
@@ -378,7 +379,7 @@ def _log_wandb(
             + [r.stats[c].mean if c in r.stats else None for c in columns]
             for r in rows
         ]
-        run.log({"results": wandb.Table(columns=head, data=data)})
+        run.log({"results": wandb.Table(columns=list[str | int](head), data=data)})
         run.log({caption: wandb.Image(str(path)) for caption, path in figures})
         run.finish()
     except Exception as exc:  # W&B must never break the local report

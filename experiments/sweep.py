@@ -32,6 +32,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from datamodules.splits import SplitError
+from datamodules.splits import n_folds as split_folds
 from datamodules.utterances import REPO_ROOT, CorpusError, atomic_write_text, read_table
 
 DEFAULT_TRAIN_CMD = (sys.executable, "-m", "experiments.train", "fit")
@@ -133,24 +135,11 @@ def override(spec: SweepSpec, values: dict[str, Any]) -> SweepSpec:
 
 
 def n_folds(corpus: str, protocol: str) -> int:
-    """Number of folds of `protocol` on a prepared corpus."""
-    table = read_table(corpus)
+    """Number of folds of `protocol` on a prepared corpus (sessions for loso, speakers for lospko)."""
     try:
-        from datamodules import splits  # written in parallel; its own count wins when there
-    except ImportError:
-        splits = None
-    if splits is not None and hasattr(splits, "n_folds"):
-        try:
-            return int(splits.n_folds(table, protocol))
-        except Exception as exc:  # SplitError and friends: one line naming the key
-            raise SweepError(f"data.protocol '{protocol}' on corpus '{corpus}': {exc}") from exc
-    if protocol == "loso":
-        return int(table["session"].nunique())
-    if protocol == "lospko":
-        return int(table["speaker"].nunique())
-    if protocol in ("sd8020", "speakers"):
-        return 1
-    raise SweepError(f"unknown protocol '{protocol}' (data.protocol): cannot count its folds")
+        return int(split_folds(read_table(corpus), protocol))
+    except SplitError as exc:
+        raise SweepError(f"data.protocol '{protocol}' on corpus '{corpus}': {exc}") from exc
 
 
 def _sample(key: str, spec: dict[str, Any], rng: random.Random) -> Any:
@@ -160,6 +149,8 @@ def _sample(key: str, spec: dict[str, Any], rng: random.Random) -> Any:
         return rng.choice(spec["values"])
     dist = spec["distribution"]
     lo, hi = spec.get("min"), spec.get("max")
+    if lo is None or hi is None:
+        raise SweepError(f"parameter '{key}': distribution '{dist}' needs 'min' and 'max'")
     if dist == "int_uniform":
         return rng.randint(int(lo), int(hi))
     if dist == "uniform":

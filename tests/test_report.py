@@ -98,7 +98,9 @@ def test_csv_figures_equal_numpy_over_the_runs(sweep_dir) -> None:
     assert len(rows) == len(VARIANTS)
     keys = ["loss", "wa", "ua", "macro_f1"] + [f"acc_{c}" for c in CLASSES]
     for row in rows:
-        metrics = next(v for k, v in runs.items() if (k[0], k[2]) == (row["architecture"], row["pooling"]))
+        metrics = next(
+            v for k, v in runs.items() if (k[0], k[2]) == (row["architecture"], row["pooling"])
+        )
         assert int(row["runs"]) == len(metrics) == 6
         for key in keys:
             mean, sd, n = _expected(metrics, key)
