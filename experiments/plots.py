@@ -56,6 +56,9 @@ def pooling_bars(rows: Sequence[VariantRow], path: Path) -> Path:
             means = [100 * r.stats[metric].mean if metric in r.stats else 0 for r in group]
             sds = [100 * r.stats[metric].sd if metric in r.stats else 0 for r in group]
             ax.bar(x + offset, means, 0.4, yerr=sds, capsize=4, label=metric.upper(), color=colour)
+        n_classes = sum(k.startswith("acc_") for k in group[0].stats)
+        if n_classes:
+            ax.axhline(100 / n_classes, color="grey", ls="--", lw=0.8, label="chance UA")
         ax.set_xticks(x, labels)
         ax.set_title(f"{modality}: pooling")
         ax.set_ylabel("accuracy (%)")
