@@ -83,12 +83,14 @@ def available_models(runs_dir: Path) -> list[ModelChoice]:
     found: list[ModelChoice] = []
     for path in sorted(Path(runs_dir).rglob("checkpoints/best.ckpt")):
         try:
-            arch = checkpoint_architecture(read_checkpoint(path))
+            ckpt = read_checkpoint(path)
+            arch = checkpoint_architecture(ckpt)
         except PredictError as exc:
             log.warning("skipping %s: %s", path, exc)
             continue
+        corpus = ckpt.get("EmotionDataModule", {}).get("corpus", "?")
         rel = _display_path(path.parent.parent, runs_dir)
-        found.append(ModelChoice(str(path), f"{arch} · {rel}", arch, path))
+        found.append(ModelChoice(str(path), f"{arch} · {rel} ({corpus})", arch, path))
     have = {c.architecture for c in found}
     for arch in ARCHITECTURES:
         if arch not in have:
@@ -346,7 +348,7 @@ def attention_figure(pred: Prediction):
         ax.axvspan(a, b, color="tab:orange" if i % 2 else "tab:green", alpha=0.15)
         ax.text((a + b) / 2, top, w.text, ha="center", va="bottom", fontsize=9, rotation=30)
     ax.set_title(f"{pred.model_used}: {pred.label}", pad=22, fontsize=10)
-    if rows == 2:
+    if lexical is not None and rows == 2:
         ax2 = axes[1, 0]
         ax2.bar(range(len(lexical)), lexical, color="tab:purple")
         ax2.set_xticks(range(len(lexical)))
