@@ -47,6 +47,7 @@ def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
+@pytest.mark.shared
 def test_cli_on_ravdess_clips(models: DemoModels, ravdess_root: Path, tmp_path: Path) -> None:
     clips = [ravdess_root / c for c in RAVDESS_CLIPS]
     clips = [c for c in clips if c.is_file()]
