@@ -36,6 +36,9 @@ prepare: install  ## prepare a corpus: make prepare CORPUS=ravdess ROOT=path
 features: install  ## extract and cache features of a prepared corpus
 	$(PY) -m experiments.features $(CORPUS)
 
+train: install  ## train one variant: make train CONFIG=configs/mmmla.yaml CORPUS=builtin
+	$(PY) -m experiments.train fit --config $(or $(CONFIG),configs/mmmla.yaml) --data.corpus $(CORPUS)
+
 sweep: install  ## run configs/sweeps/$(SWEEP).yaml on CORPUS
 	$(PY) -m experiments.sweep configs/sweeps/$(SWEEP).yaml --corpus $(CORPUS)
 
