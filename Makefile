@@ -13,9 +13,10 @@ export PYTHONUNBUFFERED := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-system-deps:  ## Debian packages the suite needs (espeak-ng for the built-in corpus, ffmpeg for mp3)
-	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null || { \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng ffmpeg; }
+system-deps:  ## Debian packages: espeak-ng (built-in corpus), ffmpeg (mp3), chromium (demo browser test)
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v chromium >/dev/null \
+	  && command -v chromedriver >/dev/null || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng ffmpeg chromium chromium-driver; }
 
 .venv/.installed: requirements.txt
 	python3 -m venv .venv
