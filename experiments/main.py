@@ -133,7 +133,10 @@ def write_reports(out: Path, title: str) -> list[Path]:
     paths = []
     for folder in [out / s for s in SWEEPS] + [out]:
         try:
-            rep = report_mod.write_report(folder, title=title if folder == out else None)
+            # Only the combined report logs to W&B: one W&B run holds every figure.
+            rep = report_mod.write_report(
+                folder, wandb_log=folder == out, title=title if folder == out else None
+            )
         except report_mod.ReportError as exc:
             print(f"report of {folder} skipped: {exc}")
             continue
