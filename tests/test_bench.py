@@ -68,6 +68,19 @@ def test_synthetic_corpus_is_a_loadable_feature_cache(cache_dir: Path) -> None:
     assert before == after
 
 
+def test_quick_training_section(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    argv = ["--quick", "--only", "training", "--cache", str(tmp_path / "cache")]
+    argv += ["--n-synthetic", "48", "--train-steps", "2", "--out", str(out)]
+    assert bench.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert "features" not in res and res["training"]["steps_per_run"] == 2
+    for r in res["training"]["runs"].values():
+        assert r["utt_per_s"]["median"] > 0 and r["epoch_s"]["median"] > 0
+        assert r["n_train"] < 48 and 0 <= r["padding_share"]["median"] < 1
+
+
+@pytest.mark.slow  # about a minute on an idle 2-core machine, several when it is shared
 def test_quick_run_writes_sane_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = fake_ravdess(tmp_path / "ravdess")
     out = tmp_path / "results.json"
