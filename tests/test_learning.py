@@ -1,8 +1,8 @@
 """Learning, not just running: models beat chance on a synthetic signal, the built-in corpus and RAVDESS.
 
 The built-in and RAVDESS tests build a real feature cache (espeak-ng synthesis / openSMILE +
-MiniLM) and train on CPU for a few epochs: minutes on a busy 2-core machine, so they are
-`slow` (RUN_SLOW=1). Chance is 0.25 UA for 4 classes.
+MiniLM) and train on CPU for a few epochs: about 5 minutes together on 2 cores. They are part of the
+default run because they are the evidence that the models learn. Chance is 0.25 UA for 4 classes.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ def builtin_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("config", ["lexical_attention", "mmmla"])
 def test_builtin_lexical_and_fused_models_beat_chance(
     config: str, builtin_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -71,7 +70,6 @@ def test_builtin_lexical_and_fused_models_beat_chance(
     assert metrics["ua"] >= 0.45, metrics  # measured: lexical 0.62, MMMLA 0.88 (chance 0.25)
 
 
-@pytest.mark.slow
 def test_ravdess_acoustic_attention_beats_chance(
     ravdess_root: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
