@@ -43,6 +43,7 @@ train: install  ## train one variant: make train CONFIG=configs/mmmla.yaml CORPU
 sweep: install  ## run configs/sweeps/$(SWEEP).yaml on CORPUS
 	$(PY) -m experiments.sweep configs/sweeps/$(SWEEP).yaml --corpus $(CORPUS)
 
+report: DIR ?= runs/sweeps/$(SWEEP)
 report: install  ## write report.md/results.csv/plots for a sweep folder: make report DIR=runs/sweeps/pooling
 	$(PY) -m experiments.report $(DIR)
 
