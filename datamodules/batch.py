@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -42,7 +43,7 @@ class Batch:
         return int(self.labels.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        moved = {
+        moved: dict[str, Any] = {
             k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.__dict__.items()
         }
         return replace(self, **moved)

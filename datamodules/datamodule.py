@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -39,6 +39,9 @@ from datamodules.batch import Batch
 from datamodules.sampling import BucketBatchSampler, EpochSampler
 from datamodules.splits import PARTS, load_or_create_split
 from datamodules.utterances import read_meta, read_table, table_path
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +249,7 @@ class UtteranceDataset(Dataset):
                     offset = room // 2
                 x = x[offset : offset + self.max_frames]
                 if item.spans is not None:
+                    assert item.words is not None  # loaded together with the spans
                     keep = (item.spans[:, 1] > offset) & (item.spans[:, 0] < offset + len(x))
                     item.words, item.spans = item.words[keep], item.spans[keep] - offset
             speaker = self.speakers[i]
@@ -266,33 +270,38 @@ def collate(items: Sequence[Item]) -> Batch:
     )
     # Padding is done in numpy: cached arrays are read-only memory maps, which torch
     # cannot wrap without a copy (and a warning); this way each array is copied once.
-    frame_lengths = None
+    # every item of a batch carries the same modalities, so items[0] tells which are present
+    frame_lengths: list[int] | None = None
     if items[0].acoustic is not None:
-        frame_lengths = [len(it.acoustic) for it in items]
-        t, f = max(max(frame_lengths), 1), items[0].acoustic.shape[1]
+        frames = [cast(np.ndarray, it.acoustic) for it in items]
+        frame_lengths = [len(x) for x in frames]
+        t, f = max(max(frame_lengths), 1), frames[0].shape[1]
         acoustic = np.zeros((b, t, f), dtype=np.float32)  # (B, T, F)
-        for k, it in enumerate(items):
-            acoustic[k, : len(it.acoustic)] = it.acoustic
+        for k, x in enumerate(frames):
+            acoustic[k, : len(x)] = x
         batch.acoustic = torch.from_numpy(acoustic)
         batch.acoustic_mask = torch.arange(t)[None, :] < torch.tensor(frame_lengths)[:, None]
     if items[0].words is not None:
-        word_lengths = [len(it.words) for it in items]
-        w, d = max(max(word_lengths), 1), items[0].cls.shape[-1]
+        item_words = [cast(np.ndarray, it.words) for it in items]
+        item_spans = [cast(np.ndarray, it.spans) for it in items]
+        item_cls = [cast(np.ndarray, it.cls) for it in items]
+        word_lengths = [len(x) for x in item_words]
+        w, d = max(max(word_lengths), 1), item_cls[0].shape[-1]
         words = np.zeros((b, w, d), dtype=np.float32)  # (B, W, D)
         spans = np.zeros((b, w, 2), dtype=np.int64)  # (B, W, 2)
-        for k, it in enumerate(items):
+        for k in range(b):
             n = word_lengths[k]
             if n:
-                words[k, :n] = it.words
+                words[k, :n] = item_words[k]
                 spans[k, :n] = (
-                    it.spans[:n]
+                    item_spans[k][:n]
                     if frame_lengths is None
-                    else _clip_spans(it.spans[:n], frame_lengths[k])
+                    else _clip_spans(item_spans[k][:n], frame_lengths[k])
                 )
         batch.words = torch.from_numpy(words)
         batch.word_mask = torch.arange(w)[None, :] < torch.tensor(word_lengths)[:, None]
         batch.word_spans = torch.from_numpy(spans)
-        batch.cls = torch.from_numpy(np.stack([it.cls for it in items]).astype(np.float32))
+        batch.cls = torch.from_numpy(np.stack(item_cls).astype(np.float32))
     return batch
 
 
@@ -467,11 +476,12 @@ class EmotionDataModule(pl.LightningDataModule):
 
     def _drop_missing(self, features: Any) -> dict[str, list[str]]:
         """The split without utterances the feature cache lacks (logged; fails if a part empties)."""
-        have = None
+        have: set[str] | None = None
         for name, attr in (("acoustic", "acoustic"), ("lexical", "words")):
             if name in self.modalities:
                 ids = set(getattr(features, attr))
                 have = ids if have is None else have & ids
+        assert have is not None  # modalities are a non-empty subset (checked in __init__)
         out = {}
         for part in PARTS:
             kept = [u for u in self.split[part] if u in have]
@@ -562,7 +572,9 @@ class EmotionDataModule(pl.LightningDataModule):
         return {
             "class_names": list(self.class_names),
             "feature_key": self.feature_key,
-            "feature_config": asdict(config) if is_dataclass(config) else dict(vars(config)),
+            "feature_config": asdict(cast("DataclassInstance", config))
+            if is_dataclass(config)
+            else dict(vars(config)),
             "modalities": list(self.modalities),
             "acoustic_dim": self.acoustic_dim,
             "lexical_dim": self.lexical_dim,
@@ -621,12 +633,13 @@ def _class_names(corpus: str, table: Any) -> list[str]:
 def _dims(features: Any, modalities: Sequence[str]) -> tuple[int, int]:
     """(acoustic F, lexical D) from the features meta, else from the first arrays."""
     meta = dict(getattr(features, "meta", None) or {})
-    dims = meta.get("dims") if isinstance(meta.get("dims"), dict) else {}
+    meta_dims = meta.get("dims")
+    dims: dict[str, Any] = meta_dims if isinstance(meta_dims, dict) else {}
     acoustic = lexical = 0
     if "acoustic" in modalities:
-        acoustic = meta.get("acoustic_dim") or dims.get("acoustic")
-        acoustic = int(acoustic or next(iter(features.acoustic.values())).shape[1])
+        known = meta.get("acoustic_dim") or dims.get("acoustic")
+        acoustic = int(known or next(iter(features.acoustic.values())).shape[1])
     if "lexical" in modalities:
-        lexical = meta.get("lexical_dim") or dims.get("lexical")
-        lexical = int(lexical or next(iter(features.cls.values())).shape[-1])
+        known = meta.get("lexical_dim") or dims.get("lexical")
+        lexical = int(known or next(iter(features.cls.values())).shape[-1])
     return acoustic, lexical

@@ -141,7 +141,7 @@ class BucketBatchSampler(Sampler[list]):
 
 def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
     """Share of padded positions when each batch is padded to its longest item."""
-    lengths = np.asarray(lengths)
-    real = sum(int(lengths[b].sum()) for b in batches)
-    padded = sum(int(lengths[b].max()) * len(b) for b in batches if len(b))
+    arr = np.asarray(lengths)
+    real = sum(int(arr[b].sum()) for b in batches)
+    padded = sum(int(arr[b].max()) * len(b) for b in batches if len(b))
     return 1.0 - real / padded if padded else 0.0

@@ -151,8 +151,15 @@ def read_table(name: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
             path,
-            dtype={"utterance_id": str, "speaker": str, "session": str, "label": str,
-                   "audio_path": str, "transcript": str, "words": str},
+            dtype={
+                "utterance_id": str,
+                "speaker": str,
+                "session": str,
+                "label": str,
+                "audio_path": str,
+                "transcript": str,
+                "words": str,
+            },
             keep_default_na=False,
             na_values={"duration_s": [""], "start_s": [""], "end_s": [""]},
         )

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ def word_spans(
     timed = [w.start is not None and w.end is not None for w in words]
     for i, w in enumerate(words):
         if timed[i]:
+            assert w.start is not None and w.end is not None  # timed[i]
             spans[i] = (round(w.start / FRAME_STEP_S), math.ceil(w.end / FRAME_STEP_S - 1e-9))
     i = 0
     while i < n:
@@ -145,7 +147,7 @@ class LexicalEncoder:
             for first, stop in self._chunks(texts, u):
                 seqs.append((u, first, texts[first:stop], special[first:stop]))
         vectors = [np.zeros((len(w), self.dim), np.float32) for w in utterances]
-        cls = [None] * len(utterances)
+        cls: list[np.ndarray | None] = [None] * len(utterances)
         order = sorted(range(len(seqs)), key=lambda s: len(seqs[s][2]))
         for b in range(0, len(order), self.batch_size):
             batch = [seqs[s] for s in order[b : b + self.batch_size]]
@@ -155,7 +157,8 @@ class LexicalEncoder:
                 if first == 0:
                     cls[u] = cv
         return [
-            (vectors[u], cls[u], word_spans(words, n_frames[u], voiced[u]))
+            # every utterance has a chunk starting at word 0 (`_chunks`), so its [CLS] is set
+            (vectors[u], cast(np.ndarray, cls[u]), word_spans(words, n_frames[u], voiced[u]))
             for u, words in enumerate(utterances)
         ]
 
@@ -216,9 +219,9 @@ class LexicalEncoder:
         embeds = self.model.get_input_embeddings()(enc["input_ids"])  # (B, L, D)
         word_ids = [enc.word_ids(b) for b in range(len(texts))]
         for b, names in enumerate(special):
-            for pos, w in enumerate(word_ids[b]):
+            for tok, w in enumerate(word_ids[b]):
                 if w is not None and names[w] is not None:
-                    embeds[b, pos] = self.special_vectors[names[w]]
+                    embeds[b, tok] = self.special_vectors[names[w]]
         inputs = {k: v for k, v in enc.items() if k != "input_ids"}
         out = self.model(inputs_embeds=embeds, output_hidden_states=True, **inputs)
         states = out.hidden_states

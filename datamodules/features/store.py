@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
@@ -199,7 +199,7 @@ class _Part:
     dir: Path
     hash: str
     shards: list[list[str]]  # utterance ids per shard
-    contents: list[str | None]  # content hash per shard (None: not checked, when loading)
+    contents: Sequence[str | None]  # content hash per shard (None: not checked, when loading)
 
     def prepare(self) -> None:
         """Create the folder and drop temp files an interrupted run left."""
@@ -260,6 +260,7 @@ class _Part:
                     f"(python -m experiments.features {self.dir.parent.parent.name})"
                 )
             index = _read_index(self.dir, i)
+            assert index is not None  # check_shard found it
             arrays = {n: _open_array(self.dir / e["file"]) for n, e in index["files"].items()}
             yield ids, index, arrays
 
@@ -318,7 +319,9 @@ def _extract_one(task: tuple[str, float | None, float | None]) -> np.ndarray:
     return _WORKER.from_file(*task)
 
 
-def _pool_map(fn: Callable, tasks: list, workers: int, feature_set: str) -> Iterator:
+def _pool_map(
+    fn: Callable, tasks: list, workers: int, feature_set: str
+) -> Generator[Any, None, None]:
     """fn over tasks in order: in-process for one worker, else a process pool (not threads)."""
     if workers <= 1:
         _init_worker(feature_set)
@@ -370,7 +373,9 @@ def build_acoustic(
                 bar.update(1)
             offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).tolist()
             stacked = np.concatenate(frames) if frames else np.zeros((0, ACOUSTIC_DIM), np.float32)
-            write_shard(part.dir, i, ids, part.contents[i], {"frames": stacked}, offsets)
+            content = part.contents[i]
+            assert content is not None  # parts being built come from make_parts
+            write_shard(part.dir, i, ids, content, {"frames": stacked}, offsets)
             LAST_RUN["acoustic_computed"] += 1
     part.write_info(complete=True, dim=ACOUSTIC_DIM, audio_s=seconds if tasks else None)
 
@@ -398,6 +403,7 @@ def build_lexical(
         disable=not progress or not todo,
     ) as bar:
         for i in todo:
+            assert encoder is not None  # created above whenever there is a shard to do
             ids = part.shards[i]
             n_frames: list[int | None] = [None] * len(ids)
             voiced: list[np.ndarray | None] = [None] * len(ids)
@@ -407,7 +413,7 @@ def build_lexical(
                 for j in range(len(ids)):
                     frames = a_arrays["frames"][off[j] : off[j + 1]]
                     n_frames[j], voiced[j] = len(frames), voiced_frames(frames)
-            out = []
+            out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
             for s in range(0, len(ids), encoder.batch_size * 4):  # bar moves while a shard runs
                 chunk = ids[s : s + encoder.batch_size * 4]
                 out += encoder.encode_many(
@@ -427,13 +433,15 @@ def build_lexical(
                 else np.zeros((0, 2), np.int64),
                 "cls": np.stack([c for _, c, _ in out]) if out else np.zeros((0, dim), np.float32),
             }
-            write_shard(part.dir, i, ids, part.contents[i], arrays, offsets)
+            content = part.contents[i]
+            assert content is not None  # parts being built come from make_parts
+            write_shard(part.dir, i, ids, content, arrays, offsets)
             LAST_RUN["lexical_computed"] += 1
-    dim = encoder.dim if encoder is not None else part.info().get("dim")
-    if dim is None:  # every shard came from a sibling
+    part_dim: int | None = encoder.dim if encoder is not None else part.info().get("dim")
+    if part_dim is None:  # every shard came from a sibling
         _, _, arrays = next(part.arrays())
-        dim = int(arrays["cls"].shape[1])
-    part.write_info(complete=True, dim=dim, encoder=config.encoder)
+        part_dim = int(arrays["cls"].shape[1])
+    part.write_info(complete=True, dim=part_dim, encoder=config.encoder)
 
 
 # ------------------------------------------------------------------------------ public API
