@@ -187,9 +187,12 @@ def test_extract_load_shapes_spans_and_cache_hit(rav: list[Utterance]) -> None:
         assert (np.diff(s[:, 0]) > 0).all() and (s[1:, 0] >= s[:-1, 1]).all()  # in order
         assert s[0, 0] > 20 and s[-1, 1] < t - 10  # on the voiced part, not the silence around it
     shard = corpus_dir("rav") / key / "acoustic" / "shard-00000.frames.npy"
-    mtime = shard.stat().st_mtime_ns
+    # parallel sweep runs read the cache while others call extract(): a complete part's
+    # part.json must not be rewritten (not even briefly marked incomplete)
+    infos = [corpus_dir("rav") / key / part / "part.json" for part in ("acoustic", "lexical")]
+    mtimes = [p.stat().st_mtime_ns for p in [shard, *infos]]
     assert extract("rav", workers=1, progress=False) == key
-    assert computed() == {} and shard.stat().st_mtime_ns == mtime
+    assert computed() == {} and [p.stat().st_mtime_ns for p in [shard, *infos]] == mtimes
 
 
 def test_pool_matches_in_process(rav: list[Utterance]) -> None:

@@ -201,6 +201,16 @@ class _Part:
     shards: list[list[str]]  # utterance ids per shard
     contents: Sequence[str | None]  # content hash per shard (None: not checked, when loading)
 
+    def is_complete(self) -> bool:
+        """Marked complete for this hash and every shard present, of the right size and checksum."""
+        info = self.info()
+        if not (info.get("complete") and info.get("hash") == self.hash):
+            return False
+        return all(
+            check_shard(self.dir, i, ids, self.contents[i]) is None
+            for i, ids in enumerate(self.shards)
+        )
+
     def prepare(self) -> None:
         """Create the folder and drop temp files an interrupted run left."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -343,6 +353,10 @@ def build_acoustic(
     part: _Part, table: pd.DataFrame, config: FeatureConfig, workers: int, progress: bool, desc: str
 ) -> None:
     """Compute the missing acoustic shards of `part` (openSMILE across `workers` processes)."""
+    if part.is_complete():
+        # a complete part is left untouched: other processes (parallel sweep runs) may be
+        # reading it, and prepare() would mark it incomplete for a moment
+        return
     part.prepare()
     todo = part.todo()
     rows = table.set_index("utterance_id", drop=False)
@@ -390,6 +404,8 @@ def build_lexical(
     encoder: LexicalEncoder | None = None,
 ) -> None:
     """Compute the missing lexical shards (word vectors, [CLS], spans into the acoustic frames)."""
+    if part.is_complete():
+        return  # see build_acoustic
     part.prepare()
     todo = part.todo()
     words = {r["utterance_id"]: _table_words(r) for r in table.to_dict("records")}
