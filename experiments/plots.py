@@ -160,7 +160,7 @@ def make_plots(rows: Sequence[VariantRow], out: Path) -> tuple[list[tuple[str, P
             notes.append(f"confusion matrix for {modality} skipped: {exc}")
     for caption, fn, pick in (
         ("Attention over time, best acoustic-attention model", attention_figure, attention_row),
-        ("GMU gate per class, MMMLA", gate_figure, gate_row),
+        ("GMU gate per class", gate_figure, gate_row),
     ):
         try:
             row = pick(rows)
@@ -185,8 +185,9 @@ def attention_row(rows: Sequence[VariantRow]) -> VariantRow:
 
 
 def gate_row(rows: Sequence[VariantRow]) -> VariantRow:
-    """The best MMMLA (GMU fusion) variant."""
-    cands = [r for r in rows if r.architecture == "mmmla" or r.fusion == "gmu"]
+    """The best MMMLA variant; the best other GMU-fused one (hierarchical) only without MMMLA."""
+    cands = [r for r in rows if r.architecture == "mmmla"]
+    cands = cands or [r for r in rows if r.fusion == "gmu"]
     if not cands:
         raise PlotUnavailable("no MMMLA (GMU) run in this sweep")
     return max(cands, key=lambda r: r.stats["ua"].mean)

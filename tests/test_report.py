@@ -187,3 +187,18 @@ def _empty(tmp_path: Path) -> Path:
     path = tmp_path / "empty"
     path.mkdir()
     return path
+
+
+def test_gate_figure_prefers_mmmla_over_a_better_hierarchical_run() -> None:
+    from experiments.plots import gate_row
+    from experiments.report import Stat, VariantRow
+
+    def row(arch: str, fusion: str, ua: float) -> VariantRow:
+        return VariantRow(
+            (arch,), arch, "multimodal", "attention", fusion, "sd8020", "builtin",
+            stats={"ua": Stat(ua, 0.0, 1)},
+        )  # fmt: skip
+
+    rows = [row("hierarchical", "gmu", 0.9), row("mmmla", "gmu", 0.8), row("mmb", "concat", 0.95)]
+    assert gate_row(rows).architecture == "mmmla"
+    assert gate_row([rows[0], rows[2]]).architecture == "hierarchical"
