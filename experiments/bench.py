@@ -121,7 +121,7 @@ def run_child(argv: list[str], timeout_s: float = 900.0) -> tuple[dict[str, Any]
     import psutil
     import torch
 
-    argv = [*argv, "--threads", str(torch.get_num_threads())]
+    argv = [*argv, "--threads", str(torch.get_num_threads()), "--cache", os.environ["SER_CACHE"]]
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.bench", *argv],
         cwd=REPO_ROOT,
