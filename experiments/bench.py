@@ -376,7 +376,11 @@ def make_synthetic_corpus(name: str, n: int, seed: int = 0, dim: int = 384) -> s
                 spans = [
                     np.array(
                         [
-                            [int(w.start * 100), max(int(w.end * 100), int(w.start * 100) + 1)]
+                            # the synthetic words are all timed; 0.0 only to satisfy the type
+                            [
+                                int((w.start or 0.0) * 100),
+                                max(int((w.end or 0.0) * 100), int((w.start or 0.0) * 100) + 1),
+                            ]
                             for w in by_id[u].words
                         ],
                         dtype=np.int64,
@@ -389,7 +393,9 @@ def make_synthetic_corpus(name: str, n: int, seed: int = 0, dim: int = 384) -> s
                     "spans": np.concatenate(spans),
                     "cls": rng.normal(size=(len(ids), dim)).astype(np.float32),
                 }
-            store.write_shard(part.dir, i, ids, part.contents[i], arrays, offsets)
+            content = part.contents[i]
+            assert content is not None  # make_parts hashes every shard it builds
+            store.write_shard(part.dir, i, ids, content, arrays, offsets)
         extra = {"dim": 65} if part_name == "acoustic" else {"dim": dim, "encoder": config.encoder}
         part.write_info(complete=True, **extra)
     store._write_meta(name, key, table, config, parts)
@@ -400,7 +406,7 @@ def make_synthetic_corpus(name: str, n: int, seed: int = 0, dim: int = 384) -> s
 # Training throughput
 
 
-ARCHITECTURES = {
+ARCHITECTURES: dict[str, dict[str, Any]] = {
     "acoustic_attention": {"architecture": "acoustic", "pooling": "attention"},
     "mmmla": {"architecture": "mmmla", "pooling": "attention", "fusion": "gmu"},
 }
@@ -574,7 +580,8 @@ def _split(ctx: Context) -> dict[str, list[str]]:
     )
 
 
-def _scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
+def _scores(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """UA and WA of label arrays."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     return {
