@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -211,5 +212,35 @@ def main(
     )
 
 
+def user_error(exc: BaseException) -> BaseException | None:
+    """The suite's own error behind `exc` (LightningCLI and jsonargparse wrap them), if any."""
+    from datamodules.audio import AudioError
+    from datamodules.datamodule import DataModuleError
+    from datamodules.features.config import FeatureError
+    from datamodules.splits import SplitError
+    from datamodules.utterances import CorpusError
+    from lightning_modules.model import ModelConfigError
+
+    ours = (AudioError, CorpusError, DataModuleError, FeatureError, ModelConfigError, SplitError)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ours):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def cli() -> None:
+    """`python -m experiments.train`: bad corpora, features or splits give one line, exit 2."""
+    try:
+        main()
+    except Exception as exc:
+        found = user_error(exc)
+        if found is None:
+            raise
+        print(f"error: {found}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

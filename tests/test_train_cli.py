@@ -150,3 +150,30 @@ def test_real_datamodule_on_twelve_ravdess_clips(
         metrics = json.loads((root / "metrics.json").read_text())
         assert metrics["n"] == 4 and metrics["config"]["corpus"] == "ravmini"  # Actor_01's clips
         assert metrics["config"]["feature_key"].startswith("compare_2016-minilm-last-mean-")
+
+
+def test_acoustic_model_on_text_only_corpus_is_one_error_line(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """No traceback from inside LightningCLI: the corpus error, named, and exit code 2."""
+    import subprocess
+    import sys
+
+    from datamodules.utterances import Utterance, Word, write_table
+
+    utts = [
+        Utterance(f"t{i}", f"s{i % 3}", f"s{i % 3}", ["joy", "anger"][i % 2],
+                  transcript="so happy today", words=[Word("so"), Word("happy"), Word("today")])
+        for i in range(12)
+    ]  # fmt: skip
+    write_table("textonly", utts, {"reader": "manifest", "classes": ["anger", "joy"]})
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "fit", "--config",
+         str(repo / "configs" / "acoustic_attention.yaml"), "--data.corpus", "textonly",
+         "--wandb", "false", "--trainer.default_root_dir", str(tmp_path / "run")],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "error: corpus 'textonly'" in proc.stderr and "no audio" in proc.stderr
