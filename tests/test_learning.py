@@ -8,15 +8,12 @@ default run because they are the evidence that the models learn. Chance is 0.25 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from experiments.train import main
+from tests.builtin_cache import prepare_builtin
 from tests.model_fakes import FakeDataModule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,16 +42,7 @@ def test_attention_model_learns_a_synthetic_signal(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def builtin_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default built-in corpus (4 speakers x 4 classes x 20) with its features, in a tmp cache."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed (make system-deps): the built-in corpus needs it")
-    cache = tmp_path_factory.mktemp("builtin_cache")
-    env = {**os.environ, "SER_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
-    for args in (
-        ["experiments.prepare", "builtin"],
-        ["experiments.features", "builtin", "--no-progress"],
-    ):
-        subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, check=True)
-    return cache
+    return prepare_builtin(tmp_path_factory.mktemp("builtin_cache"))
 
 
 @pytest.mark.parametrize("config", ["lexical_attention", "mmmla"])

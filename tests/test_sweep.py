@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import yaml
 from datamodules.utterances import Utterance, write_table
 from experiments import report as report_mod
 from experiments import sweep as sw
+from tests.builtin_cache import prepare_builtin
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -289,19 +287,7 @@ def test_stand_in_sweep_then_report_counts_rows_and_runs(
 @pytest.fixture(scope="module")
 def tiny_builtin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared built-in corpus of 48 clips (3 per speaker and class) with features."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (make system-deps): no built-in corpus")
-    cache = tmp_path_factory.mktemp("cache")
-    env = {**os.environ, "SER_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
-    for args in (
-        ["experiments.prepare", "builtin", "--per-class", "3"],
-        ["experiments.features", "builtin", "--workers", "1", "--no-progress"],
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return cache
+    return prepare_builtin(tmp_path_factory.mktemp("cache"), "--per-class", "3", workers=1)
 
 
 def test_two_real_runs_end_to_end_then_resume(
