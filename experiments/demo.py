@@ -11,6 +11,7 @@ The endpoint `/predict` (audio file, model) -> JSON serves `gradio_client`.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from datamodules.audio import SAMPLE_RATE  # noqa: E402
-from datamodules.utterances import REPO_ROOT, cache_root  # noqa: E402
+from datamodules.utterances import REPO_ROOT, atomic_write_bytes, cache_root  # noqa: E402
 from experiments.inference import (  # noqa: E402
     DEFAULT_RUNS_DIR,
     NEEDS_WORDS,
@@ -216,9 +217,9 @@ def ensure_examples(per_label: int = 1) -> list[Path]:
             continue
         x = read_audio(u.audio_path)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{u.label}_{u.utterance_id}") + ".wav"
-        tmp = folder / f".{name}.tmp.wav"
-        sf.write(tmp, x, SAMPLE_RATE)
-        os.replace(tmp, folder / name)  # atomic: a half-written example is never listed
+        buf = io.BytesIO()
+        sf.write(buf, x, SAMPLE_RATE, format="WAV")
+        atomic_write_bytes(folder / name, buf.getvalue())  # a half-written example is never listed
         taken[u.label] = taken.get(u.label, 0) + 1
     return sorted(folder.glob("*.wav"))
 

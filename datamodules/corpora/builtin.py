@@ -28,11 +28,11 @@ How it is made
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +42,13 @@ import soundfile as sf
 
 from datamodules.audio import SAMPLE_RATE, audio_info, resample
 from datamodules.corpora import PrepareResult, keep_classes
-from datamodules.utterances import CorpusError, Utterance, Word, atomic_write_text
+from datamodules.utterances import (
+    CorpusError,
+    Utterance,
+    Word,
+    atomic_write_bytes,
+    atomic_write_text,
+)
 
 GENERATOR_VERSION = 1
 CLASSES = ("angry", "happy", "neutral", "sad")
@@ -323,15 +329,9 @@ def generate_clip(root: Path, spec: ClipSpec) -> None:
     """Write `<speaker>/<id>.wav` then `<id>.json` atomically; the json marks a complete clip."""
     y, words = render(spec)
     wav, meta = _clip_paths(root, spec)
-    wav.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=wav.parent, prefix=f".{wav.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, y, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(tmp, wav)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    sf.write(buf, y, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    atomic_write_bytes(wav, buf.getvalue())
     record = {**asdict(spec), "words": [[w.text, w.start, w.end] for w in words]}
     atomic_write_text(meta, json.dumps(record, indent=1))
 

@@ -27,7 +27,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -53,6 +52,7 @@ from datamodules.features.config import (
 from datamodules.features.lexical import LexicalEncoder
 from datamodules.utterances import (
     Word,
+    atomic_write_bytes,
     atomic_write_text,
     corpus_dir,
     read_table,
@@ -93,17 +93,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _shard_name(i: int) -> str:
     return f"shard-{i:05d}"
 
@@ -123,7 +112,7 @@ def write_shard(
         np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
         data = buf.getvalue()
         fname = f"{_shard_name(i)}.{name}.npy"
-        _atomic_write_bytes(part_dir / fname, data)
+        atomic_write_bytes(part_dir / fname, data)
         files[name] = {
             "file": fname,
             "bytes": len(data),
