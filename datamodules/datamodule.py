@@ -396,6 +396,7 @@ class EmotionDataModule(pl.LightningDataModule):
         self.acoustic_dim = 0
         self.lexical_dim = 0
         self.datasets: dict[str, UtteranceDataset] = {}
+        self._extracted = False
         self._loaded_state: dict[str, Any] | None = None
 
     @property
@@ -403,8 +404,13 @@ class EmotionDataModule(pl.LightningDataModule):
         return len(self.class_names)
 
     def prepare_data(self) -> None:
+        # once per datamodule: the CLI's links call it before the trainer does, and a repeat
+        # would only re-read the table and re-verify every shard's checksum
+        if self._extracted:
+            return
         config = FEATURES.config(self.encoder, self.layers, self.word_pooling)
         FEATURES.extract(self.corpus, config, self.modalities)
+        self._extracted = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:  # fit, then test: set up once
