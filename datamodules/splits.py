@@ -31,7 +31,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from datamodules.utterances import atomic_write_text, corpus_dir, read_table
+from datamodules.corpus import PreparedCorpus, as_corpus
+from datamodules.paths import atomic_write_text, corpus_dir
 
 log = logging.getLogger(__name__)
 
@@ -163,18 +164,20 @@ def split_path(
 
 
 def load_or_create_split(
-    corpus: str,
+    corpus: str | PreparedCorpus,
     protocol: str,
     fold: int = 0,
     seed: int = 0,
     test_speakers: Sequence[str] | None = None,
     val_speakers: Sequence[str] | None = None,
     val_fraction: float = 0.1,
-    table: pd.DataFrame | None = None,
 ) -> dict[str, list[str]]:
     """Read the split file of these settings (checked against the table), or make and write it."""
-    table = read_table(corpus) if table is None else table
-    path = split_path(corpus, protocol, fold, seed, test_speakers, val_speakers, val_fraction)
+    prepared = as_corpus(corpus)
+    table = prepared.table
+    path = split_path(
+        prepared.name, protocol, fold, seed, test_speakers, val_speakers, val_fraction
+    )
     if path.is_file():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -188,7 +191,7 @@ def load_or_create_split(
         return split
     split = make_split(table, protocol, fold, seed, test_speakers, val_speakers, val_fraction)
     record: dict[str, Any] = {
-        "corpus": corpus,
+        "corpus": prepared.name,
         "protocol": protocol,
         "fold": fold,
         "seed": seed,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Paths and atomic writes live in datamodules.paths; re-exported for the readers' imports.
+from datamodules.paths import (  # noqa: F401
+    REPO_ROOT,
+    atomic_write_bytes,
+    atomic_write_text,
+    cache_root,
+    corpus_dir,
+    table_path,
+)
 
 # Columns every utterances.csv has, in this order; readers may add more after them.
 COLUMNS = (
@@ -93,37 +99,6 @@ def words_from_json(text: str | float | None) -> list[Word]:
     if text is None or (isinstance(text, float)) or text == "":
         return []
     return [Word(str(t), s, e) for t, s, e in json.loads(text)]
-
-
-def cache_root() -> Path:
-    """Root of generated data: `$SER_CACHE` if set, else `<repo>/cache`."""
-    return Path(os.environ.get("SER_CACHE", REPO_ROOT / "cache"))
-
-
-def corpus_dir(name: str) -> Path:
-    return cache_root() / name
-
-
-def table_path(name: str) -> Path:
-    return corpus_dir(name) / "utterances.csv"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """`atomic_write_bytes` of UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def utterances_to_frame(utterances: Iterable[Utterance]) -> pd.DataFrame:

@@ -36,25 +36,21 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from datamodules.audio import SAMPLE_RATE  # noqa: E402
-from datamodules.utterances import REPO_ROOT, atomic_write_bytes, cache_root  # noqa: E402
+from datamodules.paths import REPO_ROOT, atomic_write_bytes, cache_root  # noqa: E402
 from experiments.inference import (  # noqa: E402
     DEFAULT_RUNS_DIR,
-    NEEDS_WORDS,
     PredictError,
     Prediction,
     Predictor,
-    checkpoint_architecture,
+    checkpoint_record,
     demo_checkpoint,
     find_fallback,
     read_audio,
-    read_checkpoint,
 )
+from lightning_modules.architectures import ARCHITECTURES  # noqa: E402
 
 log = logging.getLogger("experiments.demo")
 
-ARCHITECTURES = ("acoustic", "lexical", "mmb", "mmmla", "hierarchical")
-# The training config of each architecture's built-in model (attention pooling throughout).
-CONFIGS = {"acoustic": "acoustic_attention", "lexical": "lexical_attention"}
 BUILTIN = "builtin"
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEMO_EPOCHS = 3
@@ -84,12 +80,11 @@ def available_models(runs_dir: Path) -> list[ModelChoice]:
     found: list[ModelChoice] = []
     for path in sorted(Path(runs_dir).rglob("checkpoints/best.ckpt")):
         try:
-            ckpt = read_checkpoint(path)
-            arch = checkpoint_architecture(ckpt)
+            record = checkpoint_record(path)
         except PredictError as exc:
             log.warning("skipping %s: %s", path, exc)
             continue
-        corpus = ckpt.get("EmotionDataModule", {}).get("corpus", "?")
+        arch, corpus = record["architecture"], record["data"].get("corpus") or "?"
         rel = _display_path(path.parent.parent, runs_dir)
         found.append(ModelChoice(str(path), f"{arch} · {rel} ({corpus})", arch, path))
     have = {c.architecture for c in found}
@@ -140,7 +135,7 @@ def train_builtin(
             env,
             "prepare the built-in corpus",
         )
-    config = REPO_ROOT / "configs" / f"{CONFIGS.get(architecture, architecture)}.yaml"
+    config = REPO_ROOT / "configs" / f"{ARCHITECTURES[architecture].demo_config}.yaml"
     if not config.is_file():
         raise DemoError(f"no training config for '{architecture}': {config} does not exist")
     run_dir = ckpt.parent.parent
@@ -270,7 +265,7 @@ class DemoBackend:
         with self._lock:
             if ckpt not in self._predictors:
                 fallback = None
-                needs_words = checkpoint_architecture(read_checkpoint(ckpt)) in NEEDS_WORDS
+                needs_words = ARCHITECTURES[checkpoint_record(ckpt)["architecture"]].needs_words
                 if needs_words and find_fallback(ckpt, self.runs_dir) is None:
                     # The built-in acoustic model answers when the ASR hears no words.
                     fallback = train_builtin("acoustic", self.runs_dir, self.epochs)
@@ -322,39 +317,43 @@ class DemoBackend:
 # Presentation
 
 
-def attention_figure(pred: Prediction):
-    """Acoustic attention over time with the words' spans, and lexical attention per word."""
+def attention_figure(pred: Prediction, audio: np.ndarray | None = None):
+    """Acoustic attention over time under the spectrogram with the words at their spans
+    (`plots.draw_attention`, as in the report), and lexical attention per word."""
     from matplotlib.figure import Figure  # not pyplot: figures of a server must not pile up
+
+    from experiments.plots import draw_attention
 
     acoustic = pred.attention.get("acoustic")
     lexical = pred.attention.get("lexical")
-    rows = 1 + (lexical is not None and len(pred.words) > 0)
-    fig = Figure(figsize=(9, 2.6 * rows))
-    axes = fig.subplots(rows, 1, squeeze=False)
-    ax = axes[0, 0]
+    with_words = lexical is not None and len(pred.words) > 0
+    fig = Figure(figsize=(9, 2.2 * (2 + with_words)))
+    axes = fig.subplots(2 + with_words, 1, squeeze=False, height_ratios=[2, 1] + [1] * with_words)
+    words = [w.text for w in pred.words]
+    spans = np.array([[w.first_frame, w.last_frame] for w in pred.words], dtype=np.int64)
+    title = f"{pred.model_used}: {pred.label}"
     if acoustic is not None:
-        t = np.arange(len(acoustic)) * 0.01
-        ax.plot(t, acoustic, color="tab:blue", lw=1.2)
-        ax.set_xlim(0, max(t[-1] if len(t) else 0.01, 0.01))
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("acoustic attention")
+        weights = np.asarray(acoustic)
     else:
-        ax.text(0.5, 0.5, f"{pred.model_used}: no attention weights over frames (pooling)",
-                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
-        ax.set_xlabel("time (s)")
-        ax.set_xlim(0, max(pred.duration_s, 0.01))
-    top = ax.get_ylim()[1]
-    for i, w in enumerate(pred.words):
-        a, b = w.first_frame * 0.01, w.last_frame * 0.01
-        ax.axvspan(a, b, color="tab:orange" if i % 2 else "tab:green", alpha=0.15)
-        ax.text((a + b) / 2, top, w.text, ha="center", va="bottom", fontsize=9, rotation=30)
-    ax.set_title(f"{pred.model_used}: {pred.label}", pad=22, fontsize=10)
-    if lexical is not None and rows == 2:
-        ax2 = axes[1, 0]
-        ax2.bar(range(len(lexical)), lexical, color="tab:purple")
-        ax2.set_xticks(range(len(lexical)))
-        ax2.set_xticklabels([w.text for w in pred.words][: len(lexical)], rotation=30, fontsize=9)
-        ax2.set_ylabel("word attention")
+        n_frames = int(round(pred.duration_s / pred.frame_step_s))
+        weights = np.zeros(max(n_frames, 1))
+        title += " (no attention over frames: this model pools them otherwise)"
+    draw_attention(
+        axes[0, 0],
+        axes[1, 0],
+        weights,
+        pred.frame_step_s,
+        words,
+        spans.reshape(-1, 2),
+        audio,
+        title,
+    )
+    if with_words:
+        ax = axes[2, 0]
+        ax.bar(range(len(lexical)), lexical, color="tab:purple")
+        ax.set_xticks(range(len(lexical)))
+        ax.set_xticklabels(words[: len(lexical)], rotation=30, fontsize=9)
+        ax.set_ylabel("word attention")
     fig.tight_layout()
     return fig
 
@@ -417,7 +416,7 @@ def build_app(backend: DemoBackend, examples: list[Path]):
             log.exception("prediction failed")
             gr.Warning(f"prediction failed: {exc}")
             return None, "", "", None, None, "", f"error: prediction failed: {exc}"
-        fig = attention_figure(pred)
+        fig = attention_figure(pred, read_audio(playback))
         status = f"{pred.file}: {pred.label} ({pred.duration_s:.2f} s)"
         transcript = pred.transcript or "(no words recognised)"
         return (

@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def measure_throughput(
     def run_cache(root: Path) -> float:
         part = store.make_parts(root / "key", table, config)["acoustic"]
         t0 = time.perf_counter()
-        store.build_acoustic(part, table, config, workers, False, "bench")
+        store.build_acoustic(part, table, config, workers, False, "bench", Counter())
         return time.perf_counter() - t0
 
     times: dict[str, list[float]] = {"opensmile": [], "cache": []}
@@ -113,10 +114,17 @@ def measure_throughput(
             load_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             store.build_lexical(
-                parts["lexical"], parts["acoustic"], table, config, False, "bench", encoder
+                parts["lexical"],
+                parts["acoustic"],
+                table,
+                config,
+                False,
+                "bench",
+                Counter(),
+                encoder,
             )
             dt = time.perf_counter() - t0
-            n_words = sum(len(store._table_words(r)) for r in table.to_dict("records"))
+            n_words = sum(len(store.table_words(r)) for r in table.to_dict("records"))
             result.update(
                 lexical_encoder=config.encoder,
                 lexical_load_s=round(load_s, 2),
@@ -161,14 +169,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
-        key = extract(args.corpus, config, modalities, args.workers, progress=not args.no_progress)
+        report = extract(
+            args.corpus, config, modalities, args.workers, progress=not args.no_progress
+        )
     except (FeatureError, CorpusError, AudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    done = {k: v for k, v in store.LAST_RUN.items() if v}
-    print(f"key: {key}")
-    print(f"cache: {corpus_dir(args.corpus) / key}")
-    print(f"shards: {done or 'all cached, nothing to do'}")
+    print(f"key: {report.key}")
+    print(f"cache: {corpus_dir(args.corpus) / report.key}")
+    print(f"shards: {report.done() or 'all cached, nothing to do'}")
     return 0
 
 

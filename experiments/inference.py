@@ -12,7 +12,7 @@ frames are normalised with the global (training-set) statistics.
 
 from __future__ import annotations
 
-import inspect
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from datamodules.audio import SAMPLE_RATE, AudioError, load_audio
-from datamodules.utterances import REPO_ROOT, Word
+from datamodules.paths import REPO_ROOT
+from datamodules.utterances import Word
+from lightning_modules.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_record
 
 log = logging.getLogger(__name__)
 
-# Architectures whose input must hold at least one word; the hierarchical model handles
-# word-less items itself (its utterance-level acoustic branch still sees all frames).
-NEEDS_WORDS = frozenset({"lexical", "mmb", "mmmla"})
 MIN_DURATION_S = 0.25  # shorter clips give fewer frames than the acoustic encoder's context
 DEFAULT_RUNS_DIR = REPO_ROOT / "runs"
 
@@ -65,6 +64,7 @@ class Prediction:
     fallback: bool
     note: str
     duration_s: float
+    frame_step_s: float  # of the acoustic frames (spans and attention are in these frames)
     shapes: dict[str, list[int]]
     timings_ms: dict[str, float]
     attention: dict[str, list[float]] = field(default_factory=dict)
@@ -132,129 +132,96 @@ def words_from_text(text: str) -> list[Word]:
 
 
 # ---------------------------------------------------------------------------------------
-# Checkpoints
-
-
-@dataclass
-class LoadedModel:
-    """A rebuilt classifier with everything needed to compute its inputs."""
-
-    path: Path
-    module: torch.nn.Module
-    architecture: str
-    class_names: list[str]
-    data_state: dict[str, Any]
-    hparams: dict[str, Any]
-    load_ms: float
-    _features: Any = None
-
-    @property
-    def needs_words(self) -> bool:
-        return self.architecture in NEEDS_WORDS
-
-    @property
-    def uses_lexical(self) -> bool:
-        return self.architecture != "acoustic"
-
-    @property
-    def uses_acoustic(self) -> bool:
-        return self.architecture != "lexical"
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint dict, loaded without pickle (`weights_only=True`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PredictError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PredictError(f"cannot load checkpoint {path} with weights_only=True: {exc}") from exc
-
-
-def checkpoint_architecture(ckpt: dict[str, Any]) -> str:
-    """The architecture name stored in a checkpoint's hyper-parameters."""
-    arch = ckpt.get("hyper_parameters", {}).get("architecture")
-    if not isinstance(arch, str):
-        raise PredictError("checkpoint hyper-parameters name no architecture")
-    return arch
+# Checkpoints (the contract and the loader live in lightning_modules.checkpoint)
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """Rebuild the EmotionClassifier and its feature pipeline from a checkpoint."""
-    t0 = time.perf_counter()  # load time includes the first import of Lightning and the encoder
-    from lightning_modules.system import EmotionClassifier
-
-    path = Path(path)
-    ckpt = read_checkpoint(path)
-    hparams = dict(ckpt.get("hyper_parameters", {}))
-    data_state = _datamodule_state(ckpt, path)
-    # LightningCLI adds private keys (`_instantiator`, `_class_path`): keep the init arguments.
-    accepted = inspect.signature(EmotionClassifier.__init__).parameters
-    kwargs = {k: v for k, v in hparams.items() if k in accepted and k != "self"}
+    """`load_checkpoint` with its errors as PredictError, and the feature pipeline attached."""
     try:
-        module = EmotionClassifier(**kwargs)
-        module.load_state_dict(ckpt["state_dict"])
-    except Exception as exc:
-        raise PredictError(
-            f"checkpoint {path} does not rebuild an EmotionClassifier: {exc}"
-        ) from exc
-    module.eval()
-    model = LoadedModel(
-        path=path,
-        module=module,
-        architecture=checkpoint_architecture(ckpt),
-        class_names=list(data_state["class_names"]),
-        data_state=data_state,
-        hparams=hparams,
-        load_ms=0.0,
-    )
-    model._features = _FeaturePipeline(model)
-    model.load_ms = round((time.perf_counter() - t0) * 1e3, 2)
+        model = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise PredictError(str(exc)) from exc
     return model
 
 
-def _datamodule_state(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    for key, value in ckpt.items():
-        if key.endswith("DataModule") and isinstance(value, dict):
-            return value
-    raise PredictError(
-        f"checkpoint {path} holds no datamodule state (class names, feature config, "
-        "normalisation); it was not written by experiments.train"
-    )
+def checkpoint_record(path: str | Path) -> dict[str, Any]:
+    """The record of a checkpoint file (architecture, classes, corpus), as PredictError."""
+    try:
+        return read_record(path, path)
+    except CheckpointError as exc:
+        raise PredictError(str(exc)) from exc
+
+
+def _run_summary(ckpt: Path) -> dict[str, Any]:
+    """architecture/corpus/ua of the run a checkpoint belongs to, from its metrics.json (cheap)."""
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        config = metrics.get("config") or {}
+        return {
+            "architecture": config.get("architecture"),
+            "corpus": config.get("corpus"),
+            "ua": metrics.get("ua"),
+        }
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def find_fallback(checkpoint: str | Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path | None:
-    """An acoustic checkpoint beside `checkpoint` (same runs/sweep folder), else the demo's."""
+    """The acoustic checkpoint nearest `checkpoint` in its run tree with the same classes.
+
+    Searched: the checkpoint's sweep folder, then up to two folders above it (a `make run`
+    output holds the pooling and fusion sweeps side by side), then the demo's built-in model.
+    Among equally near ones: the same corpus, then the highest test UA, then best.ckpt.
+    Candidates with other classes are never used (their labels would not match).
+    """
     checkpoint = Path(checkpoint).resolve()
     run_dir = (
         checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     )
     try:
-        own = read_checkpoint(checkpoint)
-        own_classes = list(_datamodule_state(own, checkpoint).get("class_names", []))
-    except PredictError:
-        own_classes = []
-    candidates: list[tuple[int, Path]] = []
-    # Siblings first (the sweep's other runs), then the folder above (nested sweeps).
-    for rank, root in enumerate((run_dir.parent, run_dir.parent.parent)):
-        for cand in sorted(root.glob("*/checkpoints/*.ckpt")):
-            if cand.resolve() == checkpoint:
+        own = read_record(checkpoint, checkpoint)
+        own_classes, own_corpus = list(own["class_names"]), own["data"].get("corpus")
+    except CheckpointError:
+        own_classes, own_corpus = [], None
+    seen: set[Path] = {checkpoint}
+    candidates: list[tuple[tuple[float, ...], Path]] = []
+    for rank, root in enumerate(list(run_dir.parents)[:3]):
+        for cand in sorted(root.rglob("checkpoints/*.ckpt")):
+            cand = cand.resolve()
+            if cand in seen:
                 continue
+            seen.add(cand)
+            summary = _run_summary(cand)
+            if summary.get("architecture") not in (None, "acoustic"):
+                continue  # metrics.json says it is not acoustic: no need to open it
             try:
-                ckpt = read_checkpoint(cand)
-                if checkpoint_architecture(ckpt) != "acoustic":
-                    continue
-                classes = list(_datamodule_state(ckpt, cand).get("class_names", []))
-            except Exception:  # an unreadable neighbour is not our input's problem
+                record = read_record(cand, cand)
+            except CheckpointError:  # an unreadable neighbour is not our input's problem
                 continue
-            # Prefer same class set, then nearer folder, then best.ckpt over last.ckpt.
-            score = (0 if classes == own_classes else 10) + rank * 2 + (cand.name != "best.ckpt")
+            if record["architecture"] != "acoustic" or (
+                own_classes and list(record["class_names"]) != own_classes
+            ):
+                continue
+            ua = summary.get("ua")
+            score = (
+                rank,
+                0 if record["data"].get("corpus") == own_corpus else 1,
+                -(float(ua) if isinstance(ua, int | float) else -1.0),
+                cand.name != "best.ckpt",
+            )
             candidates.append((score, cand))
-    if candidates:
-        return min(candidates, key=lambda c: c[0])[1]
+        if candidates:
+            return min(candidates, key=lambda c: c[0])[1]
     builtin = demo_checkpoint("acoustic", runs_dir)
-    return builtin if builtin.is_file() else None
+    if builtin.is_file():
+        try:
+            classes = list(read_record(builtin, builtin)["class_names"])
+        except CheckpointError:
+            return None
+        if not own_classes or classes == own_classes:
+            return builtin
+    return None
 
 
 def demo_checkpoint(architecture: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
@@ -266,19 +233,27 @@ def demo_checkpoint(architecture: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Pat
 # Features, exactly as in training
 
 
-class _FeaturePipeline:
+class FeaturePipeline:
     """The training-time feature code (`datamodules.features`) with the checkpoint's config."""
 
     def __init__(self, model: LoadedModel) -> None:
-        from datamodules.features import AcousticExtractor, FeatureConfig, LexicalEncoder
+        from datamodules.features import (
+            AcousticExtractor,
+            FeatureConfig,
+            FeatureError,
+            LexicalEncoder,
+        )
 
-        state = model.data_state
-        self.config = FeatureConfig(**state["feature_config"])
-        modalities = list(state.get("modalities", ("acoustic", "lexical")))
-        # Frames are always computed: they give the words' spans (and voiced frames) even
-        # for a lexical-only model, as the feature cache does.
-        self.acoustic = AcousticExtractor(self.config.feature_set)
-        self.lexical = LexicalEncoder(self.config) if "lexical" in modalities else None
+        try:
+            self.config = FeatureConfig(**model.feature_config)
+            # Frames are always computed: they give the words' spans (and voiced frames) even
+            # for a lexical-only model, as the feature cache does.
+            self.acoustic = AcousticExtractor(self.config.feature_set)
+            self.lexical = LexicalEncoder(self.config) if model.uses_lexical else None
+        except (FeatureError, TypeError) as exc:
+            raise PredictError(
+                f"checkpoint {model.path}: its features cannot be made: {exc}"
+            ) from exc
 
     def compute(
         self, x: np.ndarray, words: list[Word], timings: dict[str, float], name: str = "input"
@@ -320,9 +295,10 @@ class Predictor:
         runs_dir: Path = DEFAULT_RUNS_DIR,
     ) -> None:
         self.model = load_model(checkpoint)
+        self.features = FeaturePipeline(self.model)
         self.asr = asr
         self._fallback_path = Path(fallback) if fallback else None
-        self._fallback: LoadedModel | None = None
+        self._fallback: tuple[LoadedModel, FeaturePipeline] | None = None
         self.runs_dir = runs_dir
         if self._fallback_path is not None and not self._fallback_path.is_file():
             raise PredictError(f"fallback checkpoint not found: {self._fallback_path}")
@@ -331,21 +307,28 @@ class Predictor:
     def load_ms(self) -> float:
         return self.model.load_ms
 
-    def fallback_model(self) -> LoadedModel:
+    def fallback_model(self) -> tuple[LoadedModel, FeaturePipeline]:
         """The acoustic model used when the ASR finds no words (loaded on first need)."""
         if self._fallback is None:
             path = self._fallback_path or find_fallback(self.model.path, self.runs_dir)
             if path is None:
                 raise PredictError(
                     f"{self.model.path} needs words but the ASR found none, and no acoustic "
-                    "fallback checkpoint was found beside it or in runs/demo; pass --fallback"
+                    "checkpoint with its classes was found in its run tree or in runs/demo; "
+                    "pass --fallback"
                 )
-            self._fallback = load_model(path)
-            if self._fallback.architecture != "acoustic":
+            model = load_model(path)
+            if model.architecture != "acoustic":
                 raise PredictError(
-                    f"fallback checkpoint {path} is a {self._fallback.architecture} model, "
+                    f"fallback checkpoint {path} is a {model.architecture} model, "
                     "not an acoustic one"
                 )
+            if model.class_names != self.model.class_names:
+                raise PredictError(
+                    f"fallback checkpoint {path} predicts {model.class_names}, but "
+                    f"{self.model.path} predicts {self.model.class_names}"
+                )
+            self._fallback = (model, FeaturePipeline(model))
         return self._fallback
 
     def predict_file(self, path: str | Path, transcript: str | None = None) -> Prediction:
@@ -373,14 +356,14 @@ class Predictor:
                 text, words = transcript.strip(), words_from_text(transcript)
             else:
                 text, words = transcribe_words(x, self.asr, name)
-        model, fallback, note = self.model, False, ""
+        model, pipeline, fallback, note = self.model, self.features, False, ""
         if not words and model.needs_words:
-            model, fallback = self.fallback_model(), True
+            (model, pipeline), fallback = self.fallback_model(), True
             note = f"no words recognised: {self.model.architecture} needs words"
         elif not words and model.uses_lexical:
             note = f"no words recognised: {model.architecture} ran on the acoustic frames only"
         step("features")
-        feats = model._features.compute(x, words, timings, name)
+        feats = pipeline.compute(x, words, timings, name)
         step("model")
         with _timed(timings, "model"):
             batch = self._batch(model, feats, name)
@@ -404,6 +387,7 @@ class Predictor:
             fallback=fallback,
             note=note,
             duration_s=round(len(x) / SAMPLE_RATE, 3),
+            frame_step_s=model.frame_step_s,
             shapes={k: list(v.shape) for k, v in feats.items()},
             timings_ms=timings,
             attention={
@@ -414,13 +398,13 @@ class Predictor:
 
     def _batch(self, model: LoadedModel, feats: dict[str, np.ndarray], name: str) -> Any:
         """A one-item Batch normalised with the checkpoint's statistics (global for a new speaker)."""
-        from datamodules.datamodule import inference_batch
+        from datamodules.dataset import inference_batch
 
         feats = dict(feats)
         if model.uses_lexical and "words" not in feats:
             # No words (hierarchical model on silence): an empty word sequence, masked out.
-            dim = int(model.data_state.get("lexical_dim") or model.hparams.get("lexical_dim", 384))
+            dim = model.lexical_dim
             feats["words"] = np.zeros((0, dim), np.float32)
             feats["cls"] = np.zeros((dim,), np.float32)
             feats["spans"] = np.zeros((0, 2), np.int64)
-        return inference_batch(model.data_state, feats, utterance_id=name, speaker=None)
+        return inference_batch(feats, model.modalities, model.normalizer, name, speaker=None)

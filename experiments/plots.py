@@ -1,16 +1,15 @@
-"""The report's figures (PNG, matplotlib Agg): pooling bars, confusion matrices, attention, gates.
+"""The report's figures (PNG, matplotlib Agg) and the attention renderer the demo shares.
 
-Figures from `metrics.json` always work; the attention and gate figures need a checkpoint
-and the model code, and give a note instead of a figure when either is missing.
+Everything is drawn from run artifacts: `metrics.json` (pooling bars, confusion matrices) and
+`predictions.npz` (attention over time, GMU gates); the corpus table and audio only add the
+spectrogram and the words. No model or datamodule code is imported.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -18,11 +17,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-if TYPE_CHECKING:
-    from experiments.report import VariantRow
+from experiments.runs import VariantRow  # noqa: E402
+from lightning_modules.predictions import Predictions, PredictionsError  # noqa: E402
 
 DPI = 110
 N_ATTENTION_UTTERANCES = 3
+SAMPLE_RATE = 16_000
 
 
 class PlotUnavailable(Exception):
@@ -131,16 +131,6 @@ def confusion_figure(row: VariantRow, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _checkpoint(row: VariantRow) -> Path:
-    run = row.best_run()
-    for candidate in (run.metrics.get("checkpoint"), run.run_dir / "checkpoints" / "best.ckpt"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-        if candidate and (run.run_dir / str(candidate)).is_file():
-            return run.run_dir / str(candidate)
-    raise PlotUnavailable(f"{row.label}: no checkpoint in {run.run_dir} (checkpoints/best.ckpt)")
-
-
 def make_plots(rows: Sequence[VariantRow], out: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """Every figure that can be drawn into `out`; returns (caption, path) pairs and notes."""
     out = Path(out)
@@ -164,10 +154,10 @@ def make_plots(rows: Sequence[VariantRow], out: Path) -> tuple[list[tuple[str, P
     ):
         try:
             row = pick(rows)
-            figures.append((f"{caption}: {row.label}", fn(_checkpoint(row), out)))
+            figures.append((f"{caption}: {row.label}", fn(row, out)))
         except PlotUnavailable as exc:
             notes.append(f"{caption.split(',')[0].lower()} figure skipped: {exc}")
-        except Exception as exc:  # the model code is young; a figure must not sink the report
+        except Exception as exc:  # a figure must not sink the report
             notes.append(
                 f"{caption.split(',')[0].lower()} figure failed: {type(exc).__name__}: {exc}"
             )
@@ -193,92 +183,122 @@ def gate_row(rows: Sequence[VariantRow]) -> VariantRow:
     return max(cands, key=lambda r: r.stats["ua"].mean)
 
 
-@dataclass
-class Inspection:
-    """A checkpoint's model run over its test part (per utterance, padding removed)."""
-
-    class_names: list[str]
-    corpus: str
-    ids: list[str]
-    labels: list[int]
-    preds: list[int]
-    attention: dict[str, list[np.ndarray]]  # modality -> per utterance (T,) or (W,)
-    gate: list[float]  # mean gate value per utterance (empty without a gate)
-
-
-def _init_args(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
-    """The saved hyper-parameters `cls` accepts (LightningCLI adds `_instantiator` and such)."""
-    accepted = inspect.signature(cls).parameters
-    return {k: v for k, v in hparams.items() if k in accepted}
-
-
-def inspect_checkpoint(checkpoint: Path, max_items: int = 2000) -> Inspection:
-    """Rebuild model and datamodule from a checkpoint and run the model on its test part."""
+def _predictions(row: VariantRow) -> tuple[Any, Predictions]:
+    """The best run of a variant and its predictions file."""
+    run = row.best_run()
     try:
-        import torch
-
-        from datamodules.datamodule import EmotionDataModule
-        from experiments.inference import read_checkpoint
-        from lightning_modules.system import EmotionClassifier
-    except ImportError as exc:
-        raise PlotUnavailable(f"model or data code missing ({exc})") from exc
-    ckpt = read_checkpoint(checkpoint)
-    state = next((v for k, v in ckpt.items() if k.endswith("DataModule") and v), None)
-    if state is None or "datamodule_hyper_parameters" not in ckpt:
-        raise PlotUnavailable(f"{checkpoint} holds no datamodule state to rebuild the test part")
-    module = EmotionClassifier(**_init_args(EmotionClassifier, ckpt["hyper_parameters"]))
-    module.load_state_dict(ckpt["state_dict"])
-    module.eval()
-    dm = EmotionDataModule(**_init_args(EmotionDataModule, ckpt["datamodule_hyper_parameters"]))
-    dm.load_state_dict(state)
-    dm.setup("test")
-    out = Inspection(list(state["class_names"]), str(state["corpus"]), [], [], [], {}, [])
-    with torch.no_grad():
-        for batch in dm.test_dataloader():
-            output = module(batch)
-            lengths = {"acoustic": batch.acoustic_lengths, "lexical": batch.word_lengths}
-            for name, weights in (output.attention or {}).items():
-                if weights is None or lengths.get(name) is None:
-                    continue
-                out.attention.setdefault(name, []).extend(
-                    w[: int(n)].numpy() for w, n in zip(weights, lengths[name], strict=True)
-                )
-            if output.gate is not None:
-                out.gate.extend(output.gate.reshape(len(batch), -1).mean(1).tolist())
-            out.ids += list(batch.utterance_ids)
-            out.labels += batch.labels.tolist()
-            out.preds += output.logits.argmax(-1).tolist()
-            if len(out.ids) >= max_items:
-                break
-    return out
+        return run, run.predictions()
+    except PredictionsError as exc:
+        raise PlotUnavailable(f"{row.label}: {exc}") from exc
 
 
-def _choose(ins: Inspection, table: Any, n: int) -> list[int]:
+def _choose(p: Predictions, n: int, wordiest: dict[str, int]) -> list[int]:
     """Up to n correctly classified test utterances of different classes, wordiest first."""
-    words = dict(zip(table["utterance_id"], table["words"], strict=True))
-    order = sorted(range(len(ins.ids)), key=lambda i: -len(str(words.get(ins.ids[i], ""))))
+    order = sorted(range(len(p)), key=lambda i: -wordiest.get(p.utterance_ids[i], 0))
     chosen: list[int] = []
     for want_correct in (True, False):
         for i in order:
             if len(chosen) == n:
                 return chosen
-            cls_taken = {ins.labels[j] for j in chosen}
-            if (ins.preds[i] == ins.labels[i]) == want_correct and ins.labels[i] not in cls_taken:
+            taken = {int(p.labels[j]) for j in chosen}
+            correct = int(p.predictions[i]) == int(p.labels[i])
+            if correct == want_correct and int(p.labels[i]) not in taken:
                 chosen.append(i)
     return chosen
 
 
-def attention_figure(checkpoint: Path, out: Path, n: int = N_ATTENTION_UTTERANCES) -> Path:
-    """Attention weights over time under the spectrogram, words at their spans."""
-    from datamodules.audio import load_audio
-    from datamodules.utterances import frame_to_utterances, read_table
+def draw_attention(
+    ax_spec: Any,
+    ax_att: Any,
+    weights: np.ndarray,
+    frame_step_s: float,
+    words: Sequence[str] = (),
+    spans: np.ndarray | None = None,
+    audio: np.ndarray | None = None,
+    title: str = "",
+) -> None:
+    """Attention over time (ax_att) under the spectrogram (ax_spec), words at their spans.
 
-    ins = inspect_checkpoint(checkpoint)
-    if not ins.attention.get("acoustic"):
-        raise PlotUnavailable(f"{checkpoint}: the model returns no acoustic attention weights")
-    table = read_table(ins.corpus)
-    utts = {u.utterance_id: u for u in frame_to_utterances(table)}
-    picks = _choose(ins, table, n)
+    `weights` (T,) over the acoustic frames, `spans` (W, 2) [first, last + 1) frames of the
+    `words`; `audio` 16 kHz samples (no spectrogram without it). The report and the demo both
+    draw with this.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    t = (np.arange(len(weights)) + 0.5) * frame_step_s  # frame centres
+    end = max(len(weights) * frame_step_s, frame_step_s)
+    if audio is not None and len(audio) > 400:
+        ax_spec.specgram(audio, NFFT=400, Fs=SAMPLE_RATE, noverlap=240, cmap="magma")
+        ax_spec.set_ylim(0, 8000)
+    ax_spec.set_xlim(0, end)
+    ax_spec.set_ylabel("Hz")
+    ax_spec.tick_params(labelbottom=False)
+    if title:
+        ax_spec.set_title(title, fontsize=10)
+    ax_att.plot(t, weights, color="#dd8452")
+    ax_att.fill_between(t, weights, alpha=0.3, color="#dd8452")
+    ax_att.set_xlim(0, end)
+    ax_att.set_ylabel("attention")
+    ax_att.set_ylim(0, 1.35 * float(weights.max(initial=0.0)) or 1.0)
+    ax_att.set_xlabel("time (s)")
+    if spans is None or len(spans) != len(words):
+        return
+    top = ax_att.get_ylim()[1]
+    for text, (first, last) in zip(words, np.asarray(spans), strict=True):
+        a, b = float(first) * frame_step_s, float(last) * frame_step_s
+        silent = text.startswith("<") or text.startswith("++")
+        ax_spec.axvline(a, color="white", lw=0.5, alpha=0.6)
+        ax_att.axvline(a, color="grey", lw=0.5, alpha=0.6)
+        if silent:  # the seed's point: pauses should get little weight
+            ax_att.axvspan(a, b, color="grey", alpha=0.15)
+        ax_att.text(
+            (a + b) / 2,
+            top * 0.97,
+            text,
+            ha="center",
+            va="top",
+            fontsize=8,
+            rotation=30,
+            color="grey" if silent else "black",
+        )
+
+
+def _table_rows(corpus: str) -> dict[str, dict[str, Any]]:
+    """The corpus's table rows by utterance id ({} when it is not prepared here)."""
+    from datamodules.utterances import CorpusError, read_table
+
+    try:
+        return {r["utterance_id"]: r for r in read_table(corpus).to_dict("records")}
+    except CorpusError:
+        return {}
+
+
+def _clip(row: dict[str, Any]) -> np.ndarray | None:
+    """The utterance's audio, or None when the file is not here."""
+    from datamodules.audio import AudioError, load_audio
+
+    if not row.get("audio_path") or not Path(row["audio_path"]).is_file():
+        return None
+
+    def seconds(value: Any) -> float | None:
+        return None if value is None or value != value else float(value)  # NaN: whole file
+
+    try:
+        return load_audio(row["audio_path"], seconds(row.get("start_s")), seconds(row.get("end_s")))
+    except AudioError:
+        return None
+
+
+def attention_figure(row: VariantRow, out: Path, n: int = N_ATTENTION_UTTERANCES) -> Path:
+    """Attention over time of a few test utterances of the variant's best run."""
+    from datamodules.features.store import table_words
+
+    run, p = _predictions(row)
+    weights = p.attention.get("acoustic")
+    if not weights:
+        raise PlotUnavailable(f"{run.run_dir}: its predictions hold no acoustic attention")
+    table = _table_rows(str(run.config.get("corpus") or ""))
+    words = {u: [w.text for w in table_words(r)] for u, r in table.items()}
+    picks = _choose(p, n, {u: len(w) for u, w in words.items()})
     fig, axes = plt.subplots(
         2 * len(picks),
         1,
@@ -287,62 +307,35 @@ def attention_figure(checkpoint: Path, out: Path, n: int = N_ATTENTION_UTTERANCE
         gridspec_kw={"height_ratios": [2, 1] * len(picks)},
     )
     for k, i in enumerate(picks):
-        utt = utts[ins.ids[i]]
-        weights = ins.attention["acoustic"][i]
-        t = (np.arange(len(weights)) + 0.5) * 0.01  # frame centres; 10 ms LLD frames
-        ax_s, ax_a = axes[2 * k, 0], axes[2 * k + 1, 0]
-        if utt.audio_path and Path(utt.audio_path).is_file():
-            x = load_audio(utt.audio_path)
-            if utt.start_s is not None:
-                x = x[int(utt.start_s * 16000) : int(utt.end_s * 16000) if utt.end_s else None]
-            ax_s.specgram(x, NFFT=400, Fs=16000, noverlap=240, cmap="magma")
-            ax_s.set_ylim(0, 8000)
-        ax_s.set_xlim(0, t[-1] + 0.005)
-        ax_s.set_ylabel("Hz")
-        ax_s.tick_params(labelbottom=False)
-        truth, pred = ins.class_names[ins.labels[i]], ins.class_names[ins.preds[i]]
-        ax_s.set_title(f"{utt.utterance_id}: true {truth}, predicted {pred}", fontsize=10)
-        ax_a.plot(t, weights, color="#dd8452")
-        ax_a.fill_between(t, weights, alpha=0.3, color="#dd8452")
-        ax_a.set_xlim(ax_s.get_xlim())
-        ax_a.set_ylabel("attention")
-        ax_a.set_ylim(0, 1.35 * float(weights.max()))
-        ax_a.set_xlabel("time (s)")
-        for w in utt.words:
-            if w.start is None or w.end is None:
-                continue
-            silent = w.text.startswith("<") or w.text.startswith("++")
-            ax_s.axvline(w.start, color="white", lw=0.5, alpha=0.6)
-            ax_a.axvline(w.start, color="grey", lw=0.5, alpha=0.6)
-            if silent:  # the seed's point: pauses should get little weight
-                ax_a.axvspan(w.start, w.end, color="grey", alpha=0.15)
-            ax_a.text(
-                (w.start + w.end) / 2,
-                ax_a.get_ylim()[1] * 0.97,
-                w.text,
-                ha="center",
-                va="top",
-                fontsize=8,
-                rotation=30,
-                color="grey" if silent else "black",
-            )
+        uid = p.utterance_ids[i]
+        truth, pred = p.class_names[int(p.labels[i])], p.class_names[int(p.predictions[i])]
+        draw_attention(
+            axes[2 * k, 0],
+            axes[2 * k + 1, 0],
+            weights[i],
+            p.frame_step_s,
+            words.get(uid, []),
+            None if p.word_spans is None else p.word_spans[i],
+            _clip(table[uid]) if uid in table else None,
+            f"{uid}: true {truth}, predicted {pred}",
+        )
     fig.tight_layout()
     return _save(fig, Path(out) / "attention.png")
 
 
-def gate_figure(checkpoint: Path, out: Path) -> Path:
+def gate_figure(row: VariantRow, out: Path) -> Path:
     """Mean GMU gate value (1 = acoustic, 0 = lexical) per true class, ± sd over utterances."""
-    ins = inspect_checkpoint(checkpoint)
-    if not ins.gate:
-        raise PlotUnavailable(f"{checkpoint}: the model returns no gate values")
-    gate, labels = np.asarray(ins.gate), np.asarray(ins.labels)
-    present = [c for c in range(len(ins.class_names)) if (labels == c).any()]
+    run, p = _predictions(row)
+    if p.gate is None:
+        raise PlotUnavailable(f"{run.run_dir}: its predictions hold no gate values")
+    gate, labels = np.asarray(p.gate), np.asarray(p.labels)
+    present = [c for c in range(len(p.class_names)) if (labels == c).any()]
     means = [gate[labels == c].mean() for c in present]
     sds = [gate[labels == c].std() for c in present]
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(present), 3.6))
     ax.bar(range(len(present)), means, yerr=sds, capsize=4, color="#55a868")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(range(len(present)), [ins.class_names[c] for c in present])
+    ax.set_xticks(range(len(present)), [p.class_names[c] for c in present])
     ax.set_ylim(0, 1)
     ax.set_ylabel("mean gate z (1 = acoustic)")
     ax.set_title(f"GMU gate per true class ({len(gate)} test utterances)")

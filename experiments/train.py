@@ -26,15 +26,25 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger
 
-from datamodules.utterances import REPO_ROOT, atomic_write_text
-from lightning_modules.model import modalities_for
+from datamodules.paths import REPO_ROOT, atomic_write_text
+from lightning_modules.architectures import architecture, modalities_for
+from lightning_modules.predictions import FILE_NAME as PREDICTIONS_FILE
+from lightning_modules.predictions import write_predictions
 from lightning_modules.system import EmotionClassifier
 
 DEFAULTS = REPO_ROOT / "configs" / "defaults.yaml"
 # Datamodule attributes (known after setup) that size and name the model's outputs.
 DATA_TO_MODEL = ("num_classes", "acoustic_dim", "lexical_dim", "class_names")
 # Config keys copied into metrics.json and the W&B run (data keys first looked up on the data).
-RECORD_MODEL_KEYS = ("architecture", "pooling", "fusion", "hidden_size", "num_layers", "dropout")
+RECORD_MODEL_KEYS = (
+    "architecture",
+    "pooling",
+    "fusion",
+    "sequence_encoder",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+)
 RECORD_DATA_KEYS = (
     "corpus",
     "protocol",
@@ -44,11 +54,6 @@ RECORD_DATA_KEYS = (
     "layers",
     "word_pooling",
 )
-
-
-def modality_name(architecture: str) -> str:
-    """'acoustic', 'lexical' or 'acoustic+lexical' for an architecture."""
-    return "+".join(modalities_for(architecture))
 
 
 def datamodule_value(datamodule: pl.LightningDataModule, key: str) -> Any:
@@ -141,11 +146,9 @@ class EmotionCLI(LightningCLI):
         model = self._get(self.config, "model")
         data = self._get(self.config, "data")
         record: dict[str, Any] = {k: model.get(k) for k in RECORD_MODEL_KEYS}
-        record["modality"] = modality_name(record["architecture"])
-        if len(modalities_for(record["architecture"])) == 1:
-            record["fusion"] = "none"
-        elif record["architecture"] == "mmb":
-            record["fusion"] = "concat"
+        spec = architecture(record["architecture"])
+        record["modality"] = spec.modality
+        record["fusion"] = spec.fusion(record["fusion"])
         for key in RECORD_DATA_KEYS:
             value = data.get(key) if data is not None else None
             record[key] = list(value) if isinstance(value, (list, tuple)) else value
@@ -171,12 +174,22 @@ class EmotionCLI(LightningCLI):
         self.write_metrics(str(Path(ckpt_path).resolve()) if ckpt_path else None)
 
     def write_metrics(self, checkpoint: str | None) -> Path | None:
-        """Writes `<default_root_dir>/metrics.json` from the model's test results (rank 0)."""
+        """Writes `metrics.json` and `predictions.npz` into the run folder (rank 0)."""
         result = self.model.results.get("test")
         if result is None or not self.trainer.is_global_zero:
             return None
-        record = {**result, "stage": "test", "checkpoint": checkpoint, "config": self.run_record()}
-        path = Path(self.trainer.default_root_dir) / "metrics.json"
+        root = Path(self.trainer.default_root_dir)
+        if self.model.test_predictions is not None:
+            # under DDP this holds rank 0's share of the test part only
+            write_predictions(root / PREDICTIONS_FILE, self.model.test_predictions)
+        record = {
+            **result,
+            "stage": "test",
+            "checkpoint": checkpoint,
+            "predictions": PREDICTIONS_FILE if self.model.test_predictions is not None else None,
+            "config": self.run_record(),
+        }
+        path = root / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
         return path
@@ -217,11 +230,20 @@ def user_error(exc: BaseException) -> BaseException | None:
     from datamodules.audio import AudioError
     from datamodules.datamodule import DataModuleError
     from datamodules.features.config import FeatureError
+    from datamodules.normalization import NormalizationError
     from datamodules.splits import SplitError
     from datamodules.utterances import CorpusError
     from lightning_modules.model import ModelConfigError
 
-    ours = (AudioError, CorpusError, DataModuleError, FeatureError, ModelConfigError, SplitError)
+    ours = (
+        AudioError,
+        CorpusError,
+        DataModuleError,
+        FeatureError,
+        ModelConfigError,
+        NormalizationError,
+        SplitError,
+    )
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ours):

@@ -12,9 +12,9 @@ from torch import Tensor, nn
 class ConcatFusion(nn.Module):
     """(..., Da), (..., Dl) -> (..., Da + Dl), gate None (MM-B)."""
 
-    def __init__(self, acoustic_dim: int, lexical_dim: int) -> None:
+    def __init__(self, acoustic_dim: int, lexical_dim: int, out_dim: int | None = None) -> None:
         super().__init__()
-        self.out_dim = acoustic_dim + lexical_dim
+        self.out_dim = acoustic_dim + lexical_dim  # `out_dim` is ignored: concatenation sets it
 
     def forward(self, x_a: Tensor, x_l: Tensor) -> tuple[Tensor, None]:
         return torch.cat([x_a, x_l], dim=-1), None
@@ -41,4 +41,5 @@ class GMU(nn.Module):
         return z * h_a + (1 - z) * h_l, z
 
 
-FUSIONS = ("concat", "gmu")
+# Config name -> class, each built as cls(acoustic_dim, lexical_dim, hidden_size).
+FUSIONS: dict[str, type[nn.Module]] = {"concat": ConcatFusion, "gmu": GMU}

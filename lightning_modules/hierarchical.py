@@ -7,8 +7,13 @@ import torch
 from torch import Tensor, nn
 
 from lightning_modules.encoders import BLSTMEncoder
-from lightning_modules.fusion import GMU, ConcatFusion
-from lightning_modules.pooling import AttentionPool, masked_softmax
+from lightning_modules.fusion import FUSIONS
+from lightning_modules.pooling import (
+    ATTENTION_POOLINGS,
+    VAR_FLOOR,
+    AttentionPool,
+    masked_softmax,
+)
 
 
 def span_mask(spans: Tensor, frame_mask: Tensor, word_mask: Tensor) -> Tensor:
@@ -19,18 +24,25 @@ def span_mask(spans: Tensor, frame_mask: Tensor, word_mask: Tensor) -> Tensor:
 
 
 class WordSpanPool(nn.Module):
-    """(B, T, D) frame states, (B, W, T) span mask -> (B, W, D) one vector per word, weights (B, W, T).
+    """(B, T, D) frame states, (B, W, T) span mask -> (B, W, out_dim) one vector per word,
+    weights (B, W, T).
 
     mode "attention": e_t = v^T tanh(W h_t + b) scored once per frame, softmax within each span;
-    mode "mean": the mean of the span's frames. A word with an empty span gets a zero vector.
+    "mean": the mean of the span's frames; "stats" / "attentive_stats": the (weighted) mean ⊕
+    standard deviation of the span's frames (out_dim 2D). A word with an empty span gets a zero
+    vector.
     """
+
+    MODES = ("attention", "mean", "stats", "attentive_stats")
 
     def __init__(self, dim: int, mode: str = "attention") -> None:
         super().__init__()
-        if mode not in ("attention", "mean"):
-            raise ValueError(f"word pooling must be 'attention' or 'mean', got {mode!r}")
+        if mode not in self.MODES:
+            raise ValueError(f"word pooling must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
-        self.attention = AttentionPool(dim) if mode == "attention" else None
+        self.attention = AttentionPool(dim) if mode in ATTENTION_POOLINGS else None
+        self.with_std = mode in ("stats", "attentive_stats")
+        self.out_dim = 2 * dim if self.with_std else dim
 
     def forward(self, x: Tensor, inside: Tensor) -> tuple[Tensor, Tensor]:
         x = x.masked_fill(~inside.any(1).unsqueeze(-1), 0.0)  # frames outside every word
@@ -40,7 +52,13 @@ class WordSpanPool(nn.Module):
         else:
             counts = inside.sum(-1, keepdim=True).clamp(min=1)
             weights = inside.to(x.dtype) / counts
-        return torch.bmm(weights, x), weights  # (B, W, D)
+        mean = torch.bmm(weights, x)  # (B, W, D)
+        if not self.with_std:
+            return mean, weights
+        var = torch.bmm(weights, x**2) - mean**2  # E[x^2] - E[x]^2 within each span
+        std = var.clamp(min=VAR_FLOOR).sqrt()
+        out = torch.cat([mean, std], dim=-1).masked_fill(~inside.any(-1, keepdim=True), 0.0)
+        return out, weights  # (B, W, 2D)
 
 
 class HierarchicalEncoder(nn.Module):
@@ -50,6 +68,8 @@ class HierarchicalEncoder(nn.Module):
     gate (B, H) averaged over real words, or None for concatenation). Items without words take the
     acoustic path (acoustic BLSTM + attention over frames), chosen per item with torch.where.
     """
+
+    WORD_POOLINGS = WordSpanPool.MODES
 
     def __init__(
         self,
@@ -64,12 +84,9 @@ class HierarchicalEncoder(nn.Module):
         super().__init__()
         self.frames = BLSTMEncoder(acoustic_dim, hidden_size, num_layers, dropout)
         self.word_pool = WordSpanPool(self.frames.out_dim, word_pooling)
-        if fusion == "gmu":
-            self.fusion: nn.Module = GMU(self.frames.out_dim, lexical_dim, hidden_size)
-        elif fusion == "concat":
-            self.fusion = ConcatFusion(self.frames.out_dim, lexical_dim)
-        else:
-            raise ValueError(f"fusion must be 'gmu' or 'concat', got {fusion!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+        self.fusion = FUSIONS[fusion](self.word_pool.out_dim, lexical_dim, hidden_size)
         self.words = BLSTMEncoder(self.fusion.out_dim, hidden_size, num_layers, dropout)
         self.word_attention = AttentionPool(self.words.out_dim)
         self.frame_attention = AttentionPool(self.frames.out_dim)  # the no-words fallback

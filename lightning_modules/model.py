@@ -1,24 +1,20 @@
-"""One network for every variant, built from parts by config values."""
+"""One network for every variant: the registry's encoder for the architecture, then a head."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
 from datamodules.batch import Batch
-from lightning_modules.encoders import BLSTMEncoder
-from lightning_modules.fusion import FUSIONS, GMU, ConcatFusion
+from lightning_modules.architectures import ARCHITECTURES, modalities_for
+from lightning_modules.architectures import architecture as get_architecture
+from lightning_modules.branches import ENCODERS, BranchOptions, ModelConfigError
+from lightning_modules.fusion import FUSIONS
 from lightning_modules.heads import ClassifierHead
-from lightning_modules.hierarchical import HierarchicalEncoder
-from lightning_modules.pooling import POOLINGS, AttentionPool, ClsPool, LastPool, MeanPool
+from lightning_modules.pooling import POOLINGS
 
-ARCHITECTURES = ("acoustic", "lexical", "mmb", "mmmla", "hierarchical")
-
-
-class ModelConfigError(ValueError):
-    """A model option that does not name a known architecture, pooling or fusion."""
+__all__ = ["ARCHITECTURES", "EmotionNet", "ModelConfigError", "ModelOutput", "modalities_for"]
 
 
 @dataclass
@@ -30,79 +26,16 @@ class ModelOutput:
     gate: Tensor | None = None
 
 
-def modalities_for(architecture: str) -> list[str]:
-    """Which Batch modalities an architecture reads: ["acoustic"], ["lexical"] or both."""
-    check_choice("architecture", architecture, ARCHITECTURES)
-    return {"acoustic": ["acoustic"], "lexical": ["lexical"]}.get(
-        architecture, ["acoustic", "lexical"]
-    )
-
-
-def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
     if value not in choices:
         raise ModelConfigError(f"model.{key} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def make_pooling(name: str, dim: int) -> nn.Module:
-    """A pooling over (B, T, dim) states; all give a (B, dim) vector."""
-    if name == "last":
-        return LastPool()
-    if name == "mean":
-        return MeanPool()
-    if name == "attention":
-        return AttentionPool(dim)
-    raise ModelConfigError(f"model.pooling {name!r} is not a sequence pooling")
-
-
-class SequenceBranch(nn.Module):
-    """(B, T, F) sequence, (B, T) mask -> (B, 2H) vector and (B, T) weights or None."""
-
-    def __init__(
-        self, input_dim: int, hidden_size: int, num_layers: int, dropout: float, pooling: str
-    ) -> None:
-        super().__init__()
-        self.encoder = BLSTMEncoder(input_dim, hidden_size, num_layers, dropout)
-        self.pooling = make_pooling(pooling, self.encoder.out_dim)
-        self.out_dim = self.encoder.out_dim
-
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
-        return self.pooling(self.encoder(x, mask), mask)
-
-
-class LexicalBranch(nn.Module):
-    """Batch words (B, W, D) or [CLS] (B, D) -> (B, 2H) vector and (B, W) weights or None."""
-
-    def __init__(
-        self, input_dim: int, hidden_size: int, num_layers: int, dropout: float, pooling: str
-    ) -> None:
-        super().__init__()
-        self.use_cls = pooling == "cls"
-        self.out_dim = 2 * hidden_size
-        if self.use_cls:
-            self.cls = ClsPool(input_dim, self.out_dim)
-        else:
-            self.sequence = SequenceBranch(input_dim, hidden_size, num_layers, dropout, pooling)
-
-    def forward(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
-        if self.use_cls:
-            cls = require(batch, "cls").unsqueeze(1)  # (B, 1, D)
-            return self.cls(cls, torch.ones_like(cls[..., 0], dtype=torch.bool))
-        return self.sequence(require(batch, "words"), require(batch, "word_mask"))
-
-
-def require(batch: Batch, name: str) -> Tensor:
-    value = getattr(batch, name)
-    if value is None:
-        raise ModelConfigError(f"the model needs batch.{name}, but the batch has none")
-    return value
-
-
 class EmotionNet(nn.Module):
-    """Batch -> ModelOutput, for architecture acoustic | lexical | mmb | mmmla | hierarchical.
+    """Batch -> ModelOutput for any architecture of `ARCHITECTURES` (see its descriptions).
 
-    acoustic/lexical: BLSTM + pooling (lexical "cls" projects the [CLS] vector instead);
-    mmb: both branches concatenated; mmmla: both branches fused by a GMU (or `fusion`);
-    hierarchical: see HierarchicalEncoder (pooling = the per-word frame pooling).
+    `sequence_encoder` "none" pools the input features directly (no BLSTM): with `head_hidden`
+    0 that is a linear probe, with `head_hidden` > 0 an MLP probe.
     """
 
     def __init__(
@@ -117,44 +50,19 @@ class EmotionNet(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.2,
         head_hidden: int = 0,
+        sequence_encoder: str = "blstm",
     ) -> None:
         super().__init__()
-        check_choice("architecture", architecture, ARCHITECTURES)
+        spec = get_architecture(architecture)
         check_choice("pooling", pooling, POOLINGS)
-        check_choice("fusion", fusion, FUSIONS)
-        if architecture == "mmb":
-            fusion = "concat"  # MM-B is the concatenation baseline by definition
+        check_choice("fusion", fusion, tuple(FUSIONS))
+        check_choice("sequence_encoder", sequence_encoder, ENCODERS)
         self.architecture = architecture
         # The fusion actually used ("none" for one modality), for run records.
-        self.fusion_name = fusion if len(modalities_for(architecture)) == 2 else "none"
-        self.acoustic: SequenceBranch | None = None
-        self.lexical: LexicalBranch | None = None
-        self.fusion: nn.Module | None = None
-        self.hierarchical: HierarchicalEncoder | None = None
-        args = (hidden_size, num_layers, dropout)
-        if architecture == "hierarchical":
-            if pooling not in ("attention", "mean"):
-                raise ModelConfigError("model.pooling for hierarchical must be attention or mean")
-            self.hierarchical = HierarchicalEncoder(
-                acoustic_dim, lexical_dim, *args, word_pooling=pooling, fusion=fusion
-            )
-            out_dim = self.hierarchical.out_dim
-        else:
-            if "acoustic" in modalities_for(architecture):
-                if pooling == "cls":
-                    raise ModelConfigError("model.pooling 'cls' exists for text only")
-                self.acoustic = SequenceBranch(acoustic_dim, *args, pooling)
-                out_dim = self.acoustic.out_dim
-            if "lexical" in modalities_for(architecture):
-                self.lexical = LexicalBranch(lexical_dim, *args, pooling)
-                out_dim = self.lexical.out_dim
-            if self.acoustic is not None and self.lexical is not None:
-                a, lex = self.acoustic.out_dim, self.lexical.out_dim
-                self.fusion = (
-                    ConcatFusion(a, lex) if fusion == "concat" else GMU(a, lex, hidden_size)
-                )
-                out_dim = self.fusion.out_dim
-        self.head = ClassifierHead(out_dim, num_classes, dropout, head_hidden)
+        self.fusion_name = spec.fusion(fusion)
+        options = BranchOptions(pooling, fusion, hidden_size, num_layers, dropout, sequence_encoder)
+        self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
+        self.head = ClassifierHead(int(self.encoder.out_dim), num_classes, dropout, head_hidden)
 
     @property
     def modalities(self) -> list[str]:
@@ -162,30 +70,5 @@ class EmotionNet(nn.Module):
         return modalities_for(self.architecture)
 
     def forward(self, batch: Batch) -> ModelOutput:
-        attention: dict[str, Tensor] = {}
-        gate = None
-        if self.hierarchical is not None:
-            vector, attention, gate = self.hierarchical(
-                require(batch, "acoustic"),
-                require(batch, "acoustic_mask"),
-                require(batch, "words"),
-                require(batch, "word_mask"),
-                require(batch, "word_spans"),
-            )
-            return ModelOutput(self.head(vector), attention, gate)
-        vectors = []
-        if self.acoustic is not None:
-            vector, weights = self.acoustic(
-                require(batch, "acoustic"), require(batch, "acoustic_mask")
-            )
-            vectors.append(vector)
-            if weights is not None:
-                attention["acoustic"] = weights
-        if self.lexical is not None:
-            vector, weights = self.lexical(batch)
-            vectors.append(vector)
-            if weights is not None:
-                attention["lexical"] = weights
-        if self.fusion is not None:
-            vector, gate = self.fusion(*vectors)
+        vector, attention, gate = self.encoder(batch)
         return ModelOutput(self.head(vector), attention, gate)

@@ -1,7 +1,9 @@
 """Poolings from a sequence to one vector, all `(x (B, T, D), mask (B, T) bool) -> (vector, weights)`.
 
-`weights` is (B, T) for attention and None otherwise. Rows with no real step give a zero
-vector (and zero weights), never NaN.
+`weights` is (B, T) for the attention poolings and None otherwise. Rows with no real step give
+a zero vector (and zero weights), never NaN. Every sequence pooling is built as `cls(dim)` and
+says its output size in `out_dim` (D, or 2D for the statistics poolings); `SEQUENCE_POOLINGS`
+maps the config names to the classes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class LastPool(nn.Module):
     backward direction's state at step 0: each is that direction's summary of the whole sequence.
     """
 
+    def __init__(self, dim: int = 0) -> None:
+        super().__init__()
+        self.out_dim = dim
+
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, None]:
         half = x.shape[-1] // 2
         last = (mask.sum(1) - 1).clamp(min=0)  # (B,)
@@ -36,6 +42,10 @@ class LastPool(nn.Module):
 
 class MeanPool(nn.Module):
     """(B, T, D) sequence, (B, T) mask -> (B, D) mean over real steps, weights None."""
+
+    def __init__(self, dim: int = 0) -> None:
+        super().__init__()
+        self.out_dim = dim
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, None]:
         # masked_fill rather than x * mask: padding may hold anything, even inf.
@@ -52,6 +62,7 @@ class AttentionPool(nn.Module):
     def __init__(self, dim: int, attention_dim: int | None = None) -> None:
         super().__init__()
         attention_dim = attention_dim or dim
+        self.out_dim = dim
         self.proj = nn.Linear(dim, attention_dim)
         self.v = nn.Linear(attention_dim, 1, bias=False)
 
@@ -80,4 +91,63 @@ class ClsPool(nn.Module):
         return torch.tanh(self.proj(x[:, 0])), None
 
 
-POOLINGS = ("last", "mean", "attention", "cls")
+def _weighted_std(x: Tensor, weights: Tensor, mean: Tensor) -> Tensor:
+    """sqrt(sum_t w_t (x_t - mean)^2) of (B, T, D) under (B, T) weights summing to 1 (or 0)."""
+    var = torch.einsum("bt,btd->bd", weights, (x - mean.unsqueeze(1)) ** 2)
+    return var.clamp(min=VAR_FLOOR).sqrt()
+
+
+VAR_FLOOR = 1e-8  # keeps the sqrt's gradient finite on constant sequences
+
+
+class StatsPool(nn.Module):
+    """(B, T, D) sequence, (B, T) mask -> (B, 2D) = masked mean ⊕ standard deviation (ddof 0).
+
+    The utterance statistics a linear probe on frozen states uses (x-vector style).
+    """
+
+    def __init__(self, dim: int = 0) -> None:
+        super().__init__()
+        self.out_dim = 2 * dim
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, None]:
+        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        weights = mask.to(x.dtype) / mask.sum(1, keepdim=True).clamp(min=1).to(x.dtype)  # (B, T)
+        mean = torch.einsum("bt,btd->bd", weights, x)
+        std = _weighted_std(x, weights, mean)
+        out = torch.cat([mean, std], dim=-1)
+        return out.masked_fill(~mask.any(1, keepdim=True), 0.0), None
+
+
+class AttentiveStatsPool(nn.Module):
+    """(B, T, D), (B, T) mask -> (B, 2D) attention-weighted mean ⊕ weighted std, weights (B, T).
+
+    The ECAPA-TDNN pooling: a = softmax(v^T tanh(W h_t + b)) over real steps, mean = sum a_t h_t,
+    std = sqrt(sum a_t h_t^2 - mean^2) (computed as the weighted second central moment).
+    """
+
+    def __init__(self, dim: int, attention_dim: int | None = None) -> None:
+        super().__init__()
+        self.attention = AttentionPool(dim, attention_dim)
+        self.out_dim = 2 * dim
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
+        weights = masked_softmax(self.attention.scores(x), mask)  # (B, T)
+        mean = torch.einsum("bt,btd->bd", weights, x)
+        std = _weighted_std(x, weights, mean)
+        out = torch.cat([mean, std], dim=-1)
+        return out.masked_fill(~mask.any(1, keepdim=True), 0.0), weights
+
+
+# Config name -> class, each built as cls(dim). "cls" (text only) is not a sequence pooling:
+# the lexical branch projects the encoder's [CLS] vector instead (ClsPool).
+SEQUENCE_POOLINGS: dict[str, type[nn.Module]] = {
+    "last": LastPool,
+    "mean": MeanPool,
+    "attention": AttentionPool,
+    "stats": StatsPool,
+    "attentive_stats": AttentiveStatsPool,
+}
+POOLINGS = (*SEQUENCE_POOLINGS, "cls")
+ATTENTION_POOLINGS = ("attention", "attentive_stats")  # the ones that return weights

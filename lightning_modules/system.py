@@ -12,8 +12,10 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
+from lightning_modules.checkpoint import RECORD_KEY, build_record, model_init_args
 from lightning_modules.metrics import build_metrics, class_names_or_default, summarize
 from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
+from lightning_modules.predictions import PredictionCollector, Predictions
 
 SCHEDULERS = ("none", "cosine", "plateau")
 STAGES = ("train", "val", "test")
@@ -23,7 +25,8 @@ class EmotionClassifier(pl.LightningModule):
     """Batch -> logits (B, C) for any architecture; cross-entropy, AdamW, metrics per stage.
 
     `results[stage]` holds the last epoch's metrics.json fields (wa, ua, macro_f1, loss,
-    per_class, confusion, n) for each stage that ran.
+    per_class, confusion, n) for each stage that ran; `test_predictions` the last test epoch's
+    per-utterance outputs (`Predictions`).
     """
 
     class_weight: Tensor  # (C,) buffer
@@ -37,6 +40,7 @@ class EmotionClassifier(pl.LightningModule):
         num_layers: int = 1,
         dropout: float = 0.2,
         head_hidden: int = 0,
+        sequence_encoder: str = "blstm",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         scheduler: str = "none",
@@ -68,6 +72,7 @@ class EmotionClassifier(pl.LightningModule):
             num_layers,
             dropout,
             head_hidden,
+            sequence_encoder,
         )
         # A buffer so that a class-weighted model's weights travel in its checkpoint.
         self.register_buffer("class_weight", torch.ones(num_classes))
@@ -77,6 +82,8 @@ class EmotionClassifier(pl.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.results: dict[str, dict[str, Any]] = {}
+        self.test_predictions: Predictions | None = None
+        self._collector: PredictionCollector | None = None
 
     @property
     def modalities(self) -> list[str]:
@@ -94,6 +101,8 @@ class EmotionClassifier(pl.LightningModule):
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         output = self(batch)
+        if stage == "test":
+            self._collect(batch, output)
         weight = self.class_weight if self.class_weighting else None
         loss = F.cross_entropy(output.logits, batch.labels, weight=weight)
         preds = output.logits.argmax(-1)
@@ -136,8 +145,45 @@ class EmotionClassifier(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
 
+    def on_test_epoch_start(self) -> None:
+        self._collector = PredictionCollector()
+
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
+        if self._collector is not None:
+            self.test_predictions = self._collector.result(self.class_names, self._frame_step())
+            self._collector = None
+
+    def _collect(self, batch: Batch, output: ModelOutput) -> None:
+        """Per-utterance probabilities, attention (padding removed) and gate of a test batch."""
+        if self._collector is None:
+            return
+        lengths = {"acoustic": batch.acoustic_lengths, "lexical": batch.word_lengths}
+        attention = {
+            name: (w.detach().float().cpu().numpy(), lengths[name].cpu().numpy())
+            for name, w in output.attention.items()
+            if lengths.get(name) is not None and w.dim() == 2
+        }
+        gate = None if output.gate is None else output.gate.detach().float().cpu().numpy()
+        spans = None
+        if batch.word_spans is not None and batch.word_mask is not None:
+            spans = (batch.word_spans.cpu().numpy(), batch.word_mask.sum(1).cpu().numpy())
+        self._collector.add(
+            batch.utterance_ids,
+            batch.labels.cpu().numpy(),
+            torch.softmax(output.logits.detach().float(), -1).cpu().numpy(),
+            attention,
+            gate,
+            spans,
+        )
+
+    def _datamodule_state(self) -> dict[str, Any]:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        state = datamodule.state_dict() if datamodule is not None else {}
+        return state if isinstance(state, dict) else {}
+
+    def _frame_step(self) -> float:
+        return float(self._datamodule_state().get("frame_step_s") or 0.01)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -165,9 +211,9 @@ class EmotionClassifier(pl.LightningModule):
         return optimizer
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # What prediction needs beyond hparams and the datamodule's own state (plain values only).
-        checkpoint["ser"] = {
-            "class_names": list(self.class_names),
-            "modalities": self.modalities,
-            "fusion": self.net.fusion_name,
-        }
+        # The suite's record (lightning_modules.checkpoint): all prediction needs, plain values.
+        args = model_init_args(type(self), dict(self.hparams))
+        args["class_names"] = list(self.class_names)
+        checkpoint[RECORD_KEY] = build_record(
+            args, self.class_names, self.modalities, self.net.fusion_name, self._datamodule_state()
+        )

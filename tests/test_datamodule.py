@@ -12,16 +12,12 @@ import torch
 
 import datamodules.datamodule as dm_module
 from datamodules.batch import Batch
-from datamodules.datamodule import (
-    DataModuleError,
-    EmotionDataModule,
-    Item,
-    Normalizer,
-    collate,
-    inference_batch,
-)
+from datamodules.corpus import PreparedCorpus
+from datamodules.datamodule import DataModuleError, EmotionDataModule
+from datamodules.dataset import Item, collate, inference_batch
+from datamodules.normalization import Normalizer
 from datamodules.sampling import BucketBatchSampler, EpochSampler, padding_fraction
-from datamodules.utterances import Utterance, Word, write_table
+from datamodules.utterances import CorpusError, Utterance, Word, write_table
 
 LABELS = ("ang", "hap", "neu", "sad")
 F, D = 65, 8
@@ -56,19 +52,19 @@ class FakeSource:
     def config(self, encoder: str, layers: str, word_pooling: str) -> FakeConfig:
         return FakeConfig(encoder, layers, word_pooling)
 
-    def key(self, corpus: str, config: FakeConfig) -> str:
+    def key(self, corpus: PreparedCorpus, config: FakeConfig) -> str:
         return f"fake-{config.encoder}-{config.layers}"
 
-    def extract(self, corpus: str, config: FakeConfig, modalities) -> str:
-        self.extracted.append((corpus, tuple(modalities)))
+    def extract(self, corpus: PreparedCorpus, config: FakeConfig, modalities) -> str:
+        self.extracted.append((corpus.name, tuple(modalities)))
         return self.key(corpus, config)
 
-    def load(self, corpus: str, key: str, modalities) -> FakeFeatures:
-        from datamodules.utterances import frame_to_utterances, read_table
+    def load(self, corpus: PreparedCorpus, key: str, modalities) -> FakeFeatures:
+        from datamodules.utterances import frame_to_utterances
 
-        self.loaded.append((corpus, key, tuple(modalities)))
+        self.loaded.append((corpus.name, key, tuple(modalities)))
         out = FakeFeatures(meta={"key": key, "frame_step_s": 0.01})
-        for u in frame_to_utterances(read_table(corpus)):
+        for u in frame_to_utterances(corpus.table):
             rng = np.random.default_rng(abs(hash(u.utterance_id)) % 2**32)
             t = int(u.duration_s * 100)
             if "acoustic" in modalities:
@@ -317,7 +313,7 @@ def test_state_round_trips_through_a_weights_only_checkpoint(
         0,
         0,
     )
-    restored = dm_module.Normalizer.from_state(state["normalizer"])
+    restored = Normalizer.from_state(state["normalizer"])
     x = np.random.default_rng(0).normal(size=(10, F)).astype(np.float32)
     for spk in ("Ses01F", None):
         assert np.allclose(restored.normalize(x, spk), dm.normalizer.normalize(x, spk))
@@ -336,7 +332,7 @@ def test_state_round_trips_through_a_weights_only_checkpoint(
         "cls": f.cls[uid],
         "spans": f.spans[uid],
     }
-    one = inference_batch(state, raw, uid, speaker=ds.speakers[0])
+    one = inference_batch(raw, state["modalities"], restored, uid, speaker=ds.speakers[0])
     ref = collate([ds[0]])
     assert torch.allclose(one.acoustic, ref.acoustic) and torch.equal(
         one.word_spans, ref.word_spans
@@ -353,7 +349,7 @@ def test_bad_settings_fail_clearly(source: FakeSource) -> None:
     with pytest.raises(DataModuleError, match="setup"):
         dm.train_dataloader()
     write_table("toy", toy_corpus(), {"reader": "test", "classes": ["ang", "hap"]})
-    with pytest.raises(DataModuleError, match=r"utterances\.csv.*outside the classes"):
+    with pytest.raises(CorpusError, match=r"utterances\.csv.*outside the classes"):
         make_dm()
 
 
@@ -384,7 +380,7 @@ def test_real_features_end_to_end_on_ravdess(
 ) -> None:
     """12 RAVDESS clips (3 actors x 4 emotions): real openSMILE + MiniLM cache -> batches."""
     from datamodules.corpora import ravdess
-    from datamodules.features import store
+    from datamodules.features import extract
 
     classes = ["neutral", "happy", "sad", "angry"]
     utts = ravdess.read(ravdess_root, ravdess.RavdessOptions(classes=classes)).utterances
@@ -405,8 +401,8 @@ def test_real_features_end_to_end_on_ravdess(
     assert (dm.acoustic_dim, dm.lexical_dim, dm.class_names) == (65, 384, classes)
     assert dm.feature_key.startswith("compare_2016-minilm-last-mean-")
     assert {u.split("-")[-1] for u in dm.split["test"]} == {"01"}  # Actor_01 only
-    dm.prepare_data()  # cached: nothing is recomputed
-    assert not store.LAST_RUN.get("computed")
+    report = extract(dm.prepared, dm.feature_config, dm.modalities)  # cached: nothing to do
+    assert report.key == dm.feature_key and report.done() == {}
     batches = list(dm.train_dataloader())
     frames = torch.cat([b.acoustic[b.acoustic_mask] for b in batches])
     assert frames.mean(0).abs().max() < 1e-3 and (frames.std(0) - 1).abs().max() < 0.05

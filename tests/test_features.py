@@ -12,10 +12,10 @@ import soundfile as sf
 from datamodules.features import (
     AcousticError,
     AcousticExtractor,
+    ExtractReport,
     FeatureConfig,
     FeatureError,
     LexicalEncoder,
-    extract,
     feature_key,
     load,
     store,
@@ -67,8 +67,18 @@ def rav(cache_dir: Path, ravdess_root: Path, small_shards: None) -> list[Utteran
     return utts
 
 
+REPORTS: list[ExtractReport] = []
+
+
+def extract(*args, **kwargs) -> str:
+    """`features.extract` as these tests read it: the key, with the report kept for `computed`."""
+    REPORTS.append(store.extract(*args, **kwargs))
+    return REPORTS[-1].key
+
+
 def computed() -> dict[str, int]:
-    return {k: v for k, v in store.LAST_RUN.items() if v}
+    """The shards the last extract call computed, linked or rebuilt."""
+    return REPORTS[-1].done()
 
 
 # ---------------------------------------------------------------- acoustic
@@ -308,8 +318,7 @@ def test_iemocap_sized_cache_loads_in_seconds(cache_dir: Path) -> None:
     """5,500 utterances x 500 frames x 65 (715 MB) + word vectors: load is memory-mapped."""
     import time
 
-    from datamodules.features.config import feature_key_for_table
-    from datamodules.utterances import read_table
+    from datamodules.features import write_features
 
     n, t, w, d = 5500, 500, 12, 384
     utts = [
@@ -317,28 +326,18 @@ def test_iemocap_sized_cache_loads_in_seconds(cache_dir: Path) -> None:
         for i in range(n)
     ]
     write_table("big", utts, {"reader": "test"})
-    table = read_table("big")
     config = FeatureConfig()
-    key = feature_key_for_table(table, config)
-    parts = store.make_parts(corpus_dir("big") / key, table, config)
     rng = np.random.default_rng(0)
-    for name, part in parts.items():
-        part.prepare()
-        for i, ids in enumerate(part.shards):
-            k = len(ids)
-            if name == "acoustic":
-                arrays = {"frames": rng.standard_normal((k * t, 65), dtype=np.float32)}
-                offsets = list(range(0, k * t + 1, t))
-            else:
-                arrays = {
-                    "words": rng.standard_normal((k * w, d), dtype=np.float32),
-                    "spans": np.zeros((k * w, 2), np.int64),
-                    "cls": rng.standard_normal((k, d), dtype=np.float32),
-                }
-                offsets = list(range(0, k * w + 1, w))
-            store.write_shard(part.dir, i, ids, part.contents[i], arrays, offsets)
-        part.write_info(complete=True, dim=65 if name == "acoustic" else d)
-    store._write_meta("big", key, table, config, parts)
+    key = write_features(
+        "big",
+        config,
+        acoustic=lambda uid: rng.standard_normal((t, 65), dtype=np.float32),
+        lexical=lambda uid: (
+            rng.standard_normal((w, d), dtype=np.float32),
+            rng.standard_normal(d, dtype=np.float32),
+            np.zeros((w, 2), np.int64),
+        ),
+    ).key
     t0 = time.perf_counter()
     feats = load("big", key)
     total = sum(float(a[:, 0].sum()) for a in feats.acoustic.values())  # touch every utterance

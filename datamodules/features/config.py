@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from datamodules.utterances import read_table, table_hash
+from datamodules.corpus import PreparedCorpus, as_corpus
+from datamodules.utterances import table_hash
 
 # Bump when the code changes what it writes (so old caches are never read as new ones).
 ACOUSTIC_VERSION = "acoustic-1"
@@ -121,6 +122,6 @@ def feature_key_for_table(table: pd.DataFrame, config: FeatureConfig) -> str:
     return f"{slug}-{digest}"
 
 
-def feature_key(corpus: str, config: FeatureConfig) -> str:
+def feature_key(corpus: str | PreparedCorpus, config: FeatureConfig) -> str:
     """Readable slug + short hash of (config, feature code version, corpus table content)."""
-    return feature_key_for_table(read_table(corpus), config)
+    return feature_key_for_table(as_corpus(corpus).table, config)

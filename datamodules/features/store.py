@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from datamodules.corpus import PreparedCorpus, as_corpus
 from datamodules.features.acoustic import ACOUSTIC_DIM, AcousticExtractor, voiced_frames
 from datamodules.features.config import (
     FRAME_STEP_S,
@@ -50,24 +51,28 @@ from datamodules.features.config import (
     shard_hashes,
 )
 from datamodules.features.lexical import LexicalEncoder
-from datamodules.utterances import (
-    Word,
-    atomic_write_bytes,
-    atomic_write_text,
-    corpus_dir,
-    read_table,
-    table_hash,
-    words_from_json,
-)
+from datamodules.paths import atomic_write_bytes, atomic_write_text, corpus_dir
+from datamodules.utterances import Word, words_from_json
 
 log = logging.getLogger(__name__)
 
 SHARD_SIZE = 256  # utterances per shard
 MODALITIES = ("acoustic", "lexical")
 
-# What the last `extract` call did, per part: shards "computed", "linked" (reused from a
-# sibling key), "rebuilt" (found corrupt). Tests and the CLI read it; extract returns the key.
-LAST_RUN: Counter[str] = Counter()
+
+@dataclass
+class ExtractReport:
+    """What one `extract` call did: the key, and per part the shards "computed", "linked"
+    (reused from a sibling key) and "rebuilt" (found corrupt), e.g. `counts["acoustic_computed"]`.
+    """
+
+    corpus: str
+    key: str
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def done(self) -> dict[str, int]:
+        """The non-zero counts ({} when everything was cached)."""
+        return {k: v for k, v in self.counts.items() if v}
 
 
 @dataclass
@@ -222,7 +227,7 @@ class _Part:
         path = self.dir / "part.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
-    def todo(self) -> list[int]:
+    def todo(self, counts: Counter[str]) -> list[int]:
         """Shards to compute: missing ones, after taking what siblings have; corrupt ones logged."""
         todo = []
         for i, ids in enumerate(self.shards):
@@ -231,9 +236,9 @@ class _Part:
                 continue
             if problem != "missing":
                 log.warning("%s/%s: %s; rebuilding it", self.dir, _shard_name(i), problem)
-                LAST_RUN[f"{self.name}_rebuilt"] += 1
+                counts[f"{self.name}_rebuilt"] += 1
             if self._take_from_sibling(i, ids):
-                LAST_RUN[f"{self.name}_linked"] += 1
+                counts[f"{self.name}_linked"] += 1
                 continue
             todo.append(i)
         return todo
@@ -290,7 +295,7 @@ def make_parts(key_dir: Path, table: pd.DataFrame, config: FeatureConfig) -> dic
     }
 
 
-def _table_words(row: dict[str, Any]) -> list[Word]:
+def table_words(row: dict[str, Any]) -> list[Word]:
     """Words of a table row; a transcript without word timings is split on white space."""
     words = words_from_json(row["words"])
     if not words and row["transcript"]:
@@ -338,8 +343,39 @@ def _pool_map(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _write_acoustic_shard(part: _Part, i: int, frames: Sequence[np.ndarray], dim: int) -> None:
+    """Shard i of an acoustic part from each utterance's (T, F) frames."""
+    offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).tolist()
+    stacked = np.concatenate(frames) if len(frames) else np.zeros((0, dim), np.float32)
+    content = part.contents[i]
+    assert content is not None  # parts being built come from make_parts
+    write_shard(part.dir, i, part.shards[i], content, {"frames": stacked}, offsets)
+
+
+LexicalOut = tuple[np.ndarray, np.ndarray, np.ndarray]  # words (W, D), cls (D,), spans (W, 2)
+
+
+def _write_lexical_shard(part: _Part, i: int, out: Sequence[LexicalOut], dim: int) -> None:
+    """Shard i of a lexical part from each utterance's (words, cls, spans)."""
+    offsets = np.concatenate([[0], np.cumsum([len(v) for v, _, _ in out])]).tolist()
+    arrays = {
+        "words": np.concatenate([v for v, _, _ in out]) if out else np.zeros((0, dim), np.float32),
+        "spans": np.concatenate([s for _, _, s in out]) if out else np.zeros((0, 2), np.int64),
+        "cls": np.stack([c for _, c, _ in out]) if out else np.zeros((0, dim), np.float32),
+    }
+    content = part.contents[i]
+    assert content is not None  # parts being built come from make_parts
+    write_shard(part.dir, i, part.shards[i], content, arrays, offsets)
+
+
 def build_acoustic(
-    part: _Part, table: pd.DataFrame, config: FeatureConfig, workers: int, progress: bool, desc: str
+    part: _Part,
+    table: pd.DataFrame,
+    config: FeatureConfig,
+    workers: int,
+    progress: bool,
+    desc: str,
+    counts: Counter[str],
 ) -> None:
     """Compute the missing acoustic shards of `part` (openSMILE across `workers` processes)."""
     if part.is_complete():
@@ -347,7 +383,7 @@ def build_acoustic(
         # reading it, and prepare() would mark it incomplete for a moment
         return
     part.prepare()
-    todo = part.todo()
+    todo = part.todo(counts)
     rows = table.set_index("utterance_id", drop=False)
     tasks, seconds = [], 0.0
     for i in todo:
@@ -369,17 +405,12 @@ def build_acoustic(
         tqdm(total=len(tasks), desc=desc, unit="utt", disable=not progress or not tasks) as bar,
     ):
         for i in todo:
-            ids = part.shards[i]
             frames = []
-            for _ in ids:
+            for _ in part.shards[i]:
                 frames.append(next(results))
                 bar.update(1)
-            offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).tolist()
-            stacked = np.concatenate(frames) if frames else np.zeros((0, ACOUSTIC_DIM), np.float32)
-            content = part.contents[i]
-            assert content is not None  # parts being built come from make_parts
-            write_shard(part.dir, i, ids, content, {"frames": stacked}, offsets)
-            LAST_RUN["acoustic_computed"] += 1
+            _write_acoustic_shard(part, i, frames, ACOUSTIC_DIM)
+            counts["acoustic_computed"] += 1
     part.write_info(complete=True, dim=ACOUSTIC_DIM, audio_s=seconds if tasks else None)
 
 
@@ -390,14 +421,15 @@ def build_lexical(
     config: FeatureConfig,
     progress: bool,
     desc: str,
+    counts: Counter[str],
     encoder: LexicalEncoder | None = None,
 ) -> None:
     """Compute the missing lexical shards (word vectors, [CLS], spans into the acoustic frames)."""
     if part.is_complete():
         return  # see build_acoustic
     part.prepare()
-    todo = part.todo()
-    words = {r["utterance_id"]: _table_words(r) for r in table.to_dict("records")}
+    todo = part.todo(counts)
+    words = {r["utterance_id"]: table_words(r) for r in table.to_dict("records")}
     if encoder is None and todo:
         encoder = LexicalEncoder(config)
     acoustic_shards = list(acoustic.arrays()) if (acoustic is not None and todo) else None
@@ -418,7 +450,7 @@ def build_lexical(
                 for j in range(len(ids)):
                     frames = a_arrays["frames"][off[j] : off[j + 1]]
                     n_frames[j], voiced[j] = len(frames), voiced_frames(frames)
-            out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+            out: list[LexicalOut] = []
             for s in range(0, len(ids), encoder.batch_size * 4):  # bar moves while a shard runs
                 chunk = ids[s : s + encoder.batch_size * 4]
                 out += encoder.encode_many(
@@ -427,21 +459,8 @@ def build_lexical(
                     voiced[s : s + len(chunk)],
                 )
                 bar.update(len(chunk))
-            dim = encoder.dim
-            offsets = np.concatenate([[0], np.cumsum([len(v) for v, _, _ in out])]).tolist()
-            arrays = {
-                "words": np.concatenate([v for v, _, _ in out])
-                if out
-                else np.zeros((0, dim), np.float32),
-                "spans": np.concatenate([s for _, _, s in out])
-                if out
-                else np.zeros((0, 2), np.int64),
-                "cls": np.stack([c for _, c, _ in out]) if out else np.zeros((0, dim), np.float32),
-            }
-            content = part.contents[i]
-            assert content is not None  # parts being built come from make_parts
-            write_shard(part.dir, i, ids, content, arrays, offsets)
-            LAST_RUN["lexical_computed"] += 1
+            _write_lexical_shard(part, i, out, encoder.dim)
+            counts["lexical_computed"] += 1
     part_dim: int | None = encoder.dim if encoder is not None else part.info().get("dim")
     if part_dim is None:  # every shard came from a sibling
         _, _, arrays = next(part.arrays())
@@ -464,70 +483,116 @@ def _check_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
 
 
 def extract(
-    corpus: str,
+    corpus: str | PreparedCorpus,
     config: FeatureConfig = FeatureConfig(),
     modalities: Sequence[str] = MODALITIES,
     workers: int | None = None,
     progress: bool = True,
-) -> str:
-    """Fill `cache/<corpus>/<key>/` with the requested modalities and return the key.
+) -> ExtractReport:
+    """Fill `cache/<corpus>/<key>/` with the requested modalities; what was done, and the key.
 
     No work when complete; resumes after an interruption; rebuilds corrupt shards. Lexical
     features of a corpus with audio also need the acoustic part (spans are frame indices).
     """
     modalities = _check_modalities(modalities)
-    LAST_RUN.clear()
-    table = read_table(corpus)
+    corpus = as_corpus(corpus)
+    table = corpus.table
     key = feature_key_for_table(table, config)
+    report = ExtractReport(corpus.name, key)
     duplicated = table["utterance_id"][table["utterance_id"].duplicated()].tolist()
     if duplicated:
         raise FeatureError(
-            f"corpus '{corpus}': utterance ids are not unique, e.g. '{duplicated[0]}'"
+            f"corpus '{corpus.name}': utterance ids are not unique, e.g. '{duplicated[0]}'"
         )
     paths = table["audio_path"].astype(str)
     n_audio = int((paths != "").sum())
     if 0 < n_audio < len(table) or (n_audio == 0 and "acoustic" in modalities):
         missing = table.loc[paths == "", "utterance_id"].tolist()
         raise FeatureError(
-            f"corpus '{corpus}': {len(missing)} of {len(table)} utterances have no audio "
+            f"corpus '{corpus.name}': {len(missing)} of {len(table)} utterances have no audio "
             f"(e.g. '{missing[0]}'); acoustic features need audio for every utterance"
             + ("; use modalities=('lexical',) for a text-only corpus" if n_audio == 0 else "")
         )
-    parts = make_parts(corpus_dir(corpus) / key, table, config)
+    parts = make_parts(corpus.dir / key, table, config)
     workers = max(1, int(workers or os.cpu_count() or 1))
+    name = corpus.name
     if n_audio and ("acoustic" in modalities or "lexical" in modalities):
-        build_acoustic(parts["acoustic"], table, config, workers, progress, f"{corpus} acoustic")
+        build_acoustic(
+            parts["acoustic"], table, config, workers, progress, f"{name} acoustic", report.counts
+        )
     if "lexical" in modalities:
         acoustic = parts["acoustic"] if n_audio else None
-        build_lexical(parts["lexical"], acoustic, table, config, progress, f"{corpus} lexical")
-    _write_meta(corpus, key, table, config, parts)
-    return key
+        build_lexical(
+            parts["lexical"], acoustic, table, config, progress, f"{name} lexical", report.counts
+        )
+    _write_meta(corpus, key, config, parts)
+    return report
+
+
+def write_features(
+    corpus: str | PreparedCorpus,
+    config: FeatureConfig,
+    acoustic: Callable[[str], np.ndarray] | None = None,
+    lexical: Callable[[str], LexicalOut] | None = None,
+) -> ExtractReport:
+    """Write a complete cache from given features (not computed from audio): the cache format's
+    public writer, for generated corpora (benchmarks) and tests.
+
+    `acoustic(uid) -> (T, F)` frames and `lexical(uid) -> (words (W, D), cls (D,), spans (W, 2))`
+    are called once per utterance, shard by shard, so memory stays at one shard.
+    """
+    corpus = as_corpus(corpus)
+    key = feature_key_for_table(corpus.table, config)
+    report = ExtractReport(corpus.name, key)
+    parts = make_parts(corpus.dir / key, corpus.table, config)
+    for name, fn in (("acoustic", acoustic), ("lexical", lexical)):
+        if fn is None:
+            continue
+        part, dim = parts[name], 0
+        part.prepare()
+        for i, ids in enumerate(part.shards):
+            if name == "acoustic":
+                frames = [np.asarray(fn(u), np.float32) for u in ids]
+                dim = frames[0].shape[1] if frames else dim
+                _write_acoustic_shard(part, i, frames, dim)
+            else:
+                out = [fn(u) for u in ids]
+                dim = out[0][1].shape[-1] if out else dim
+                _write_lexical_shard(part, i, out, dim)
+            report.counts[f"{name}_computed"] += 1
+        extra = {"encoder": config.encoder} if name == "lexical" else {}
+        part.write_info(complete=True, dim=dim, **extra)
+    _write_meta(corpus, key, config, parts)
+    return report
 
 
 def _write_meta(
-    corpus: str, key: str, table: pd.DataFrame, config: FeatureConfig, parts: dict[str, _Part]
+    corpus: PreparedCorpus, key: str, config: FeatureConfig, parts: dict[str, _Part]
 ) -> None:
     infos = {name: p.info() for name, p in parts.items()}
     done = {name: info["hash"] for name, info in infos.items() if info.get("complete")}
     meta = {
         "key": key,
-        "corpus": corpus,
+        "corpus": corpus.name,
         "config": asdict(config),
         "encoder": config.encoder,
-        "table_sha256": table_hash(table),
-        "n": len(table),
+        "table_sha256": corpus.table_sha256,
+        "n": len(corpus.table),
         "frame_step_s": FRAME_STEP_S,
         "acoustic_dim": infos["acoustic"].get("dim") if "acoustic" in done else None,
         "lexical_dim": infos["lexical"].get("dim") if "lexical" in done else None,
         "parts": done,
         "shard_size": SHARD_SIZE,
     }
-    atomic_write_text(corpus_dir(corpus) / key / "meta.json", json.dumps(meta, indent=2))
+    atomic_write_text(corpus.dir / key / "meta.json", json.dumps(meta, indent=2))
 
 
-def load(corpus: str, key: str, modalities: Sequence[str] = MODALITIES) -> Features:
+def load(
+    corpus: str | PreparedCorpus, key: str, modalities: Sequence[str] = MODALITIES
+) -> Features:
     """The cached features of `corpus` under `key`, as read-only memory-mapped views."""
     modalities = _check_modalities(modalities)
+    corpus = corpus.name if isinstance(corpus, PreparedCorpus) else corpus
     key_dir = corpus_dir(corpus) / key
     meta_path = key_dir / "meta.json"
     if not meta_path.is_file():
@@ -574,7 +639,10 @@ def load(corpus: str, key: str, modalities: Sequence[str] = MODALITIES) -> Featu
 
 
 def load_table_features(
-    corpus: str, config: FeatureConfig = FeatureConfig(), modalities: Sequence[str] = MODALITIES
+    corpus: str | PreparedCorpus,
+    config: FeatureConfig = FeatureConfig(),
+    modalities: Sequence[str] = MODALITIES,
 ) -> Features:
     """`load` under the key of the corpus's current table (raises if not extracted)."""
-    return load(corpus, feature_key_for_table(read_table(corpus), config), modalities)
+    corpus = as_corpus(corpus)
+    return load(corpus, feature_key_for_table(corpus.table, config), modalities)

@@ -1,0 +1,47 @@
+"""Where generated data lives, and the one way files are written (temp file + rename).
+
+Everything the suite writes under `cache/` (prepared tables, feature shards, splits, models
+unpacked from packages) and under `runs/` goes through `atomic_write_bytes`, so a reader
+never sees half a file and an interrupted step leaves the old file or none.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_root() -> Path:
+    """Root of generated data: `$SER_CACHE` if set, else `<repo>/cache`."""
+    return Path(os.environ.get("SER_CACHE", REPO_ROOT / "cache"))
+
+
+def corpus_dir(name: str) -> Path:
+    """`cache/<name>/`: a prepared corpus's table, features and splits."""
+    return cache_root() / name
+
+
+def table_path(name: str) -> Path:
+    """`cache/<name>/utterances.csv`."""
+    return corpus_dir(name) / "utterances.csv"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))

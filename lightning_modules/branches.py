@@ -1,0 +1,172 @@
+"""Per-modality branches and the encoders each architecture is made of.
+
+Every encoder maps a `Batch` to `(vector (B, out_dim), attention {modality: weights}, gate | None)`
+and reads only the Batch fields its modalities name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from datamodules.batch import Batch
+from lightning_modules.encoders import BLSTMEncoder
+from lightning_modules.fusion import FUSIONS
+from lightning_modules.hierarchical import HierarchicalEncoder
+from lightning_modules.pooling import SEQUENCE_POOLINGS, ClsPool
+
+ENCODERS = ("blstm", "none")
+EncoderOutput = tuple[Tensor, dict[str, Tensor], Tensor | None]
+
+
+class ModelConfigError(ValueError):
+    """A model option that does not name a known architecture, pooling or fusion."""
+
+
+@dataclass(frozen=True)
+class BranchOptions:
+    """The model options every branch is built from."""
+
+    pooling: str = "attention"
+    fusion: str = "gmu"
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.2
+    sequence_encoder: str = "blstm"  # "none": pool the (normalised) inputs directly (a probe)
+
+
+def require(batch: Batch, name: str) -> Tensor:
+    """A Batch field the model needs, or a ModelConfigError naming it."""
+    value = getattr(batch, name)
+    if value is None:
+        raise ModelConfigError(f"the model needs batch.{name}, but the batch has none")
+    return value
+
+
+class SequenceBranch(nn.Module):
+    """(B, T, F) sequence, (B, T) mask -> (B, out_dim) vector and (B, T) weights or None.
+
+    A BLSTM (or, with encoder "none", nothing) followed by a sequence pooling.
+    """
+
+    def __init__(self, input_dim: int, options: BranchOptions) -> None:
+        super().__init__()
+        o = options
+        if o.pooling not in SEQUENCE_POOLINGS:
+            raise ModelConfigError(f"model.pooling {o.pooling!r} is not a sequence pooling")
+        if o.sequence_encoder == "none" and o.pooling == "last":
+            raise ModelConfigError(
+                "model.pooling 'last' needs the BLSTM (model.sequence_encoder blstm)"
+            )
+        self.encoder: nn.Module | None = None
+        dim = input_dim
+        if o.sequence_encoder == "blstm":
+            self.encoder = BLSTMEncoder(input_dim, o.hidden_size, o.num_layers, o.dropout)
+            dim = self.encoder.out_dim
+        self.pooling = SEQUENCE_POOLINGS[o.pooling](dim)
+        self.out_dim = int(self.pooling.out_dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.encoder is not None:
+            x = self.encoder(x, mask)
+        return self.pooling(x, mask)
+
+
+class AcousticEncoder(nn.Module):
+    """The acoustic branch alone: frames -> vector, attention over frames."""
+
+    def __init__(self, acoustic_dim: int, options: BranchOptions) -> None:
+        super().__init__()
+        if options.pooling == "cls":
+            raise ModelConfigError("model.pooling 'cls' exists for text only")
+        self.branch = SequenceBranch(acoustic_dim, options)
+        self.out_dim = self.branch.out_dim
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        vector, weights = self.branch(require(batch, "acoustic"), require(batch, "acoustic_mask"))
+        return vector, ({} if weights is None else {"acoustic": weights}), None
+
+
+class LexicalEncoder(nn.Module):
+    """Words (B, W, D) through a sequence branch, or the [CLS] vector (B, D) projected."""
+
+    def __init__(self, lexical_dim: int, options: BranchOptions) -> None:
+        super().__init__()
+        self.use_cls = options.pooling == "cls"
+        if self.use_cls:
+            self.out_dim = 2 * options.hidden_size
+            self.cls = ClsPool(lexical_dim, self.out_dim)
+        else:
+            self.sequence = SequenceBranch(lexical_dim, options)
+            self.out_dim = self.sequence.out_dim
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        if self.use_cls:
+            cls = require(batch, "cls").unsqueeze(1)  # (B, 1, D)
+            vector, _ = self.cls(cls, torch.ones_like(cls[..., 0], dtype=torch.bool))
+            return vector, {}, None
+        vector, weights = self.sequence(require(batch, "words"), require(batch, "word_mask"))
+        return vector, ({} if weights is None else {"lexical": weights}), None
+
+
+class FusedEncoder(nn.Module):
+    """Both branches, each pooled on its own, then fused (concatenation or GMU)."""
+
+    def __init__(
+        self, acoustic_dim: int, lexical_dim: int, options: BranchOptions, fusion: str
+    ) -> None:
+        super().__init__()
+        # built in this order (acoustic, lexical, fusion): it fixes the initial weights per seed
+        self.acoustic = AcousticEncoder(acoustic_dim, options)
+        self.lexical = LexicalEncoder(lexical_dim, options)
+        self.fusion = FUSIONS[fusion](
+            self.acoustic.out_dim, self.lexical.out_dim, options.hidden_size
+        )
+        self.out_dim = int(self.fusion.out_dim)
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        v_a, att_a, _ = self.acoustic(batch)
+        v_l, att_l, _ = self.lexical(batch)
+        vector, gate = self.fusion(v_a, v_l)
+        return vector, {**att_a, **att_l}, gate
+
+
+class WordLevelEncoder(nn.Module):
+    """The hierarchical model (`HierarchicalEncoder`) reading its inputs from a Batch."""
+
+    def __init__(
+        self, acoustic_dim: int, lexical_dim: int, options: BranchOptions, fusion: str
+    ) -> None:
+        super().__init__()
+        o = options
+        if o.sequence_encoder != "blstm":
+            raise ModelConfigError(
+                "model.sequence_encoder 'none' does not apply to the hierarchical model"
+            )
+        if o.pooling not in HierarchicalEncoder.WORD_POOLINGS:
+            raise ModelConfigError(
+                f"model.pooling for hierarchical must be one of "
+                f"{', '.join(HierarchicalEncoder.WORD_POOLINGS)} (the frames of each word); "
+                f"got {o.pooling!r}"
+            )
+        self.net = HierarchicalEncoder(
+            acoustic_dim,
+            lexical_dim,
+            o.hidden_size,
+            o.num_layers,
+            o.dropout,
+            word_pooling=o.pooling,
+            fusion=fusion,
+        )
+        self.out_dim = self.net.out_dim
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        return self.net(
+            require(batch, "acoustic"),
+            require(batch, "acoustic_mask"),
+            require(batch, "words"),
+            require(batch, "word_mask"),
+            require(batch, "word_spans"),
+        )

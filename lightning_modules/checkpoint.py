@@ -1,0 +1,204 @@
+"""The checkpoint contract: one namespaced record, and the one loader that rebuilds a model from it.
+
+Every checkpoint `experiments.train` writes holds, besides Lightning's own keys,
+`checkpoint["ser"]` (`RECORD_KEY`), written by `EmotionClassifier.on_save_checkpoint`:
+
+- `version`; `architecture`, `modalities`, `fusion` (the fusion actually used);
+- `model`: the `EmotionClassifier` init arguments (architecture spec, sizes, poolings);
+- `class_names`;
+- `features`: `config` (the `FeatureConfig` fields, the acoustic feature set included), `key`,
+  `acoustic_dim`, `lexical_dim`, `frame_step_s`;
+- `normalizer`: the training part's normalisation statistics (`Normalizer.state_dict()`), or
+  None for a lexical-only model;
+- `data`: corpus, protocol, fold, seed, test/val speakers, max_frames, normalization.
+
+Only tensors and plain containers, so `torch.load(weights_only=True)` reads it: no pickle.
+`load_checkpoint(path)` is the one way predict, the demo, plots and benchmarks rebuild a model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from datamodules.normalization import NormalizationError, Normalizer
+from lightning_modules.architectures import ARCHITECTURES, Architecture
+
+if TYPE_CHECKING:
+    from lightning_modules.system import EmotionClassifier
+
+RECORD_KEY = "ser"
+RECORD_VERSION = 2
+RECORD_FIELDS = ("architecture", "model", "class_names", "features", "normalizer", "data")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read or rebuilt; the message names the file."""
+
+
+def build_record(
+    model_args: dict[str, Any],
+    class_names: list[str],
+    modalities: list[str],
+    fusion: str,
+    data_state: dict[str, Any],
+) -> dict[str, Any]:
+    """`checkpoint["ser"]` from the model's init arguments and the datamodule's state."""
+    features = {
+        "config": dict(data_state.get("feature_config") or {}),
+        "key": data_state.get("feature_key"),
+        "acoustic_dim": data_state.get("acoustic_dim") or model_args.get("acoustic_dim"),
+        "lexical_dim": data_state.get("lexical_dim") or model_args.get("lexical_dim"),
+        "frame_step_s": data_state.get("frame_step_s", 0.01),
+    }
+    data_keys = (
+        "corpus",
+        "protocol",
+        "fold",
+        "seed",
+        "test_speakers",
+        "val_speakers",
+        "max_frames",
+        "normalization",
+    )
+    return {
+        "version": RECORD_VERSION,
+        "architecture": model_args["architecture"],
+        "modalities": list(modalities),
+        "fusion": fusion,
+        "model": dict(model_args),
+        "class_names": list(class_names),
+        "features": features,
+        "normalizer": data_state.get("normalizer"),
+        "data": {k: data_state.get(k) for k in data_keys},
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, loaded without pickle (`weights_only=True`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot load checkpoint {path} with weights_only=True: {exc}"
+        ) from exc
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a checkpoint (a {type(ckpt).__name__})")
+    return ckpt
+
+
+def read_record(ckpt: dict[str, Any] | str | Path, path: str | Path = "") -> dict[str, Any]:
+    """The checked `checkpoint["ser"]` record of a checkpoint dict (or file)."""
+    if not isinstance(ckpt, dict):
+        path = ckpt
+        ckpt = read_checkpoint(ckpt)
+    record = ckpt.get(RECORD_KEY)
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        found = record.get("version") if isinstance(record, dict) else None
+        raise CheckpointError(
+            f"checkpoint {path} holds no suite record of version {RECORD_VERSION} "
+            f"(checkpoint['{RECORD_KEY}'] version {found}); it was not written by this "
+            "version of experiments.train: train it again"
+        )
+    missing = [k for k in RECORD_FIELDS if k not in record]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: its record lacks {missing}")
+    if record["architecture"] not in ARCHITECTURES:
+        raise CheckpointError(f"checkpoint {path}: unknown architecture {record['architecture']!r}")
+    return record
+
+
+@dataclass
+class LoadedModel:
+    """A rebuilt classifier (eval mode) with its record and normaliser."""
+
+    path: Path
+    module: EmotionClassifier
+    record: dict[str, Any]
+    normalizer: Normalizer | None
+    load_ms: float
+
+    @property
+    def architecture(self) -> str:
+        return str(self.record["architecture"])
+
+    @property
+    def spec(self) -> Architecture:
+        return ARCHITECTURES[self.architecture]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.record["class_names"])
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.spec.modalities)
+
+    @property
+    def needs_words(self) -> bool:
+        return self.spec.needs_words
+
+    @property
+    def uses_acoustic(self) -> bool:
+        return "acoustic" in self.spec.modalities
+
+    @property
+    def uses_lexical(self) -> bool:
+        return "lexical" in self.spec.modalities
+
+    @property
+    def feature_config(self) -> dict[str, Any]:
+        return dict(self.record["features"].get("config") or {})
+
+    @property
+    def lexical_dim(self) -> int:
+        return int(self.record["features"].get("lexical_dim") or 0)
+
+    @property
+    def frame_step_s(self) -> float:
+        return float(self.record["features"].get("frame_step_s") or 0.01)
+
+    @property
+    def corpus(self) -> str:
+        return str(self.record["data"].get("corpus") or "")
+
+
+def model_init_args(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `values` that `cls.__init__` accepts (drops LightningCLI's private keys)."""
+    accepted = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in values.items() if k in accepted and k != "self"}
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild the EmotionClassifier and its normaliser from a checkpoint's record."""
+    t0 = time.perf_counter()  # load time includes the first import of Lightning
+    from lightning_modules.system import EmotionClassifier
+
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    record = read_record(ckpt, path)
+    try:
+        module = EmotionClassifier(**model_init_args(EmotionClassifier, record["model"]))
+        module.load_state_dict(ckpt["state_dict"])
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {path} does not rebuild an EmotionClassifier: {exc}"
+        ) from exc
+    module.eval()
+    try:
+        state = record.get("normalizer")
+        normalizer = Normalizer.from_state(state) if state else None
+    except NormalizationError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+    load_ms = round((time.perf_counter() - t0) * 1e3, 2)
+    return LoadedModel(path, module, record, normalizer, load_ms)
