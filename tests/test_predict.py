@@ -146,15 +146,15 @@ def test_inference_features_equal_the_cached_ones(
 ) -> None:
     """A training clip's features on the inference path == the cache's, after normalisation."""
     monkeypatch.setenv("SER_CACHE", str(models.cache))
-    from datamodules.datamodule import inference_batch
+    from datamodules.dataset import inference_batch
     from datamodules.features import load
     from datamodules.utterances import frame_to_utterances, read_table
-    from experiments.inference import load_model, read_audio
+    from experiments.inference import FeaturePipeline, load_model, read_audio
 
     model = load_model(models.checkpoint("mmmla"))
-    state = model.data_state
+    features = FeaturePipeline(model)
     utt = frame_to_utterances(read_table("builtin"))[5]
-    cached = load("builtin", state["feature_key"], ("acoustic", "lexical"))
+    cached = load("builtin", model.record["features"]["key"], ("acoustic", "lexical"))
     raw = {
         "acoustic": cached.acoustic[utt.utterance_id],
         "words": cached.words[utt.utterance_id],
@@ -163,14 +163,14 @@ def test_inference_features_equal_the_cached_ones(
     }
     timings: dict[str, float] = {}
     x = read_audio(utt.audio_path)
-    live = model._features.compute(x, utt.words, timings, utt.utterance_id)
+    live = features.compute(x, utt.words, timings, utt.utterance_id)
     assert set(timings) == {"acoustic", "lexical"}
     np.testing.assert_allclose(live["acoustic"], raw["acoustic"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(live["words"], raw["words"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(live["cls"], raw["cls"], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(live["spans"], raw["spans"])
-    a = inference_batch(state, live, utt.utterance_id)
-    b = inference_batch(state, raw, utt.utterance_id)
+    a = inference_batch(live, model.modalities, model.normalizer, utt.utterance_id)
+    b = inference_batch(raw, model.modalities, model.normalizer, utt.utterance_id)
     # Normalised with the checkpoint's training statistics, not re-fitted on this clip.
     assert a.acoustic.abs().mean() > 0.1 and not torch.allclose(
         a.acoustic, torch.from_numpy(np.array(raw["acoustic"]))
@@ -184,18 +184,25 @@ def test_hierarchical_model_answers_wordless_clips_itself(
     models: DemoModels, tmp_path: Path
 ) -> None:
     """No fallback for the hierarchical model: it runs on the frames alone, and says so."""
-    from experiments.inference import Predictor, read_checkpoint
+    from experiments.inference import Predictor
+    from lightning_modules.architectures import ARCHITECTURES
+    from lightning_modules.checkpoint import RECORD_KEY, read_checkpoint
     from lightning_modules.system import EmotionClassifier
 
     ckpt = read_checkpoint(models.checkpoint("mmmla"))
-    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    hparams["architecture"] = "hierarchical"
+    record = dict(ckpt[RECORD_KEY])
+    hparams = {**record["model"], "architecture": "hierarchical"}
     torch.manual_seed(0)
     module = EmotionClassifier(**hparams)  # untrained weights: the path is under test
+    record.update(
+        architecture="hierarchical",
+        model=hparams,
+        modalities=list(ARCHITECTURES["hierarchical"].modalities),
+        fusion=ARCHITECTURES["hierarchical"].fusion(hparams.get("fusion", "gmu")),
+    )
     path = tmp_path / "runs" / "hierarchical" / "checkpoints" / "best.ckpt"
     path.parent.mkdir(parents=True)
-    state = {"EmotionDataModule": ckpt["EmotionDataModule"], "hyper_parameters": hparams}
-    torch.save({**state, "state_dict": module.state_dict()}, path)
+    torch.save({RECORD_KEY: record, "state_dict": module.state_dict()}, path)
     pred = Predictor(path).predict_waveform(np.zeros(2 * 16_000, np.float32), "silence")
     assert pred.words == [] and not pred.fallback
     assert pred.model_used == "hierarchical" and "acoustic frames only" in pred.note
