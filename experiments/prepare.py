@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from datamodules.audio import AudioError
-from datamodules.corpora import PrepareResult, count_by, options_from_dict, reader
+from datamodules.corpora import READERS, PrepareResult, count_by, options_from_dict, reader
 from datamodules.utterances import CorpusError, cache_root, write_table
 
-READER_NAMES = ("iemocap", "ravdess", "manifest", "builtin")
+READER_NAMES = tuple(READERS)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
