@@ -84,7 +84,7 @@ class EmotionDataModule(pl.LightningDataModule):
     def __init__(
         self,
         corpus: str = "builtin",
-        protocol: Literal["sd8020", "loso", "lospko", "speakers"] = "sd8020",
+        protocol: Literal["sd8020", "loso", "lospko", "speakers", "official"] = "sd8020",
         fold: int = 0,
         test_speakers: list[str] | None = None,
         val_speakers: list[str] | None = None,

@@ -12,6 +12,9 @@ Protocols (`fold` picks one of `n_folds(table, protocol)` folds; `seed` fixes ev
   else one training speaker drawn by (seed, fold).
 - `speakers`: explicit `test_speakers` (a fixed hold-out); val is `val_speakers` or one training
   speaker drawn by seed.
+- `official`: the corpus's own partition, from the reader's `partition` column (train,
+  val/dev/development, test); with several test sets (MSP-Podcast's test1, test2) fold k is the
+  k-th. Rows of other values (or of the other test sets) are left out.
 
 Files live in `cache/<corpus>/splits/<protocol>-seed<S>[-spk...]/fold<K>.json` with `train`,
 `val`, `test` lists of utterance ids. For speaker-independent protocols no test speaker may be in
@@ -36,8 +39,8 @@ from datamodules.paths import atomic_write_text, corpus_dir
 
 log = logging.getLogger(__name__)
 
-Protocol = Literal["sd8020", "loso", "lospko", "speakers"]
-PROTOCOLS: tuple[str, ...] = ("sd8020", "loso", "lospko", "speakers")
+Protocol = Literal["sd8020", "loso", "lospko", "speakers", "official"]
+PROTOCOLS: tuple[str, ...] = ("sd8020", "loso", "lospko", "speakers", "official")
 SPEAKER_INDEPENDENT: tuple[str, ...] = ("loso", "lospko", "speakers")
 PARTS: tuple[str, ...] = ("train", "val", "test")
 TEST_FRACTION = 0.2
@@ -58,6 +61,8 @@ def n_folds(table: pd.DataFrame, protocol: str) -> int:
         return int(table["session"].nunique())
     if protocol == "lospko":
         return int(table["speaker"].nunique())
+    if protocol == "official":
+        return len(_official_parts(table)["test"])
     return 1
 
 
@@ -78,7 +83,13 @@ def make_split(
     if not 0.0 <= val_fraction < 1.0:
         raise SplitError(f"val_fraction must be in [0, 1), got {val_fraction}")
     rng = np.random.default_rng([seed, fold, _protocol_code(protocol)])
-    if protocol == "sd8020":
+    if protocol == "official":
+        if test_speakers or val_speakers:
+            raise SplitError(
+                "official follows the corpus's partition: test/val_speakers do not apply"
+            )
+        train, val, test = _official(table, fold)
+    elif protocol == "sd8020":
         if fold < 0:
             raise SplitError(f"fold must be >= 0, got {fold}")
         if test_speakers or val_speakers:
@@ -283,6 +294,51 @@ def _val_speakers(
     if len(candidates) < 2:
         return set()
     return {candidates[int(rng.integers(len(candidates)))]}
+
+
+PARTITION = "partition"  # the reader's column of the official split
+_PARTITION_NAMES = {"train": "train", "val": "val", "dev": "val", "development": "val"}
+
+
+def _official_parts(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Partition values of the table by part: train, val and the sorted test sets."""
+    values = table[PARTITION].fillna("").astype(str) if PARTITION in table else None
+    if values is None or not (values.str.strip() != "").any():
+        raise SplitError(
+            "protocol 'official' needs the reader's 'partition' column and this corpus has no "
+            "official partition; use a speaker protocol (lospko, loso or speakers)"
+        )
+    names = sorted(set(values.str.strip()) - {""})
+    parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for name in names:
+        key = name.lower()
+        if key in _PARTITION_NAMES:
+            parts[_PARTITION_NAMES[key]].append(name)
+        elif re.fullmatch(r"test\d*", key):
+            parts["test"].append(name)
+    for part in PARTS:
+        if not parts[part]:
+            raise SplitError(
+                f"protocol 'official': the partition column has no {part} rows "
+                f"(values: {names}); expected train, val (or dev/development) and test"
+            )
+    return parts
+
+
+def _official(table: pd.DataFrame, fold: int) -> tuple[list[str], list[str], list[str]]:
+    """(train, val, test) ids of the partition column; fold k = the k-th test set."""
+    parts = _official_parts(table)
+    if not 0 <= fold < len(parts["test"]):
+        raise SplitError(
+            f"official has {len(parts['test'])} folds (test sets {parts['test']}); got fold {fold}"
+        )
+    values = table[PARTITION].fillna("").astype(str).str.strip()
+    ids = table["utterance_id"]
+    return (
+        ids[values.isin(parts["train"])].tolist(),
+        ids[values.isin(parts["val"])].tolist(),
+        ids[values == parts["test"][fold]].tolist(),
+    )
 
 
 def _speaker_tag(speakers: Sequence[str]) -> str:

@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from datamodules.audio import AudioError
-from datamodules.corpora import PrepareResult, count_by, options_from_dict, reader
+from datamodules.corpora import READERS, PrepareResult, count_by, options_from_dict, reader
 from datamodules.utterances import CorpusError, cache_root, write_table
 
-READER_NAMES = ("iemocap", "ravdess", "manifest", "builtin")
+READER_NAMES = tuple(READERS)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,7 +28,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("reader", choices=READER_NAMES)
     p.add_argument("--root", type=Path, help="corpus folder (manifest: the CSV; builtin: optional)")
     p.add_argument("--name", help="name of the prepared corpus (default: the reader's name)")
-    p.add_argument("--classes", help="comma-separated labels to keep, in this order")
+    p.add_argument(
+        "--classes",
+        help="comma-separated labels to keep, in this order (new readers: four = neutral,happy,sad,angry)",
+    )
     p.add_argument("--config", type=Path, help="YAML file of reader options (unknown keys fail)")
     p.add_argument("--align", choices=("none", "asr"), help="ravdess/manifest: word spans from ASR")
     p.add_argument(

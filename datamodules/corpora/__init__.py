@@ -28,7 +28,7 @@ class PrepareResult:
 
 
 def reader(name: str) -> ModuleType:
-    """The reader module for a corpus name (iemocap, ravdess, manifest, builtin)."""
+    """The reader module for a corpus name (a key of READERS)."""
     import importlib
 
     if name not in READERS:
@@ -36,7 +36,20 @@ def reader(name: str) -> ModuleType:
     return importlib.import_module(f"datamodules.corpora.{READERS[name]}")
 
 
-READERS = {"iemocap": "iemocap", "ravdess": "ravdess", "manifest": "manifest", "builtin": "builtin"}
+# corpus name (the `prepare` argument) -> module of datamodules.corpora; the one list of readers.
+READERS = {
+    "iemocap": "iemocap",
+    "ravdess": "ravdess",
+    "cremad": "cremad",
+    "tess": "tess",
+    "savee": "savee",
+    "emodb": "emodb",
+    "msppodcast": "msppodcast",
+    "meld": "meld",
+    "esd": "esd",
+    "manifest": "manifest",
+    "builtin": "builtin",
+}
 
 T = TypeVar("T")
 
