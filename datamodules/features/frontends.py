@@ -18,6 +18,7 @@ frames a checkpoint was trained on are the frames prediction computes:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -291,3 +292,16 @@ def build_frontend(name: str, **opts: Any) -> AcousticFrontEnd:
             name, device, int(opts.get("threads", 0)), int(opts.get("batch_size", 8))
         )
     return HFSpeechEncoder(name[3:], opts.get("layer", "last"), device)
+
+
+def frontend_frame_step(name: str) -> float:
+    """Seconds between frames of a front end, without loading it (hf: from its config.json)."""
+    check_frontend_name(name)
+    if name in FRAME_STEPS:
+        return FRAME_STEPS[name]
+    path = Path(name[3:]) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FeatureError(f"{name}: cannot read {path}: {exc}") from exc
+    return int(np.prod(config.get("conv_stride", [320]))) / SAMPLE_RATE
