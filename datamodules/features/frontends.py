@@ -99,7 +99,7 @@ class WhisperEncoder(AcousticFrontEnd):
     """The encoder of a CTranslate2 Whisper model: (T, d_model) every 20 ms.
 
     float32 on CPU, float16 on CUDA (the outputs are returned as float32); `threads` CPU
-    threads (default: all cores).
+    threads (default: all cores). Same-length clips share an encode call on CUDA only.
     """
 
     MODELS: ClassVar[dict[str, int]] = {"whisper_tiny": 384, "whisper_base": 512}
@@ -109,7 +109,7 @@ class WhisperEncoder(AcousticFrontEnd):
         name: str = "whisper_tiny",
         device: str = "cpu",
         threads: int = 0,
-        batch_size: int = 8,
+        batch_size: int | None = None,
     ) -> None:
         if name not in self.MODELS:
             raise FeatureError(f"unknown Whisper front end '{name}'; one of {list(self.MODELS)}")
@@ -118,7 +118,9 @@ class WhisperEncoder(AcousticFrontEnd):
 
         self.name, self.dim, self.frame_step_s = name, self.MODELS[name], 0.02
         self.device = _ct2_device(device)
-        self.batch_size = max(1, int(batch_size))
+        # CPU: one clip per call, so a clip's frames are bit-identical however the clips are
+        # grouped (shards, inference); CUDA: batches of equal-length clips (float16 anyway)
+        self.batch_size = max(1, int(batch_size or (8 if self.device == "cuda" else 1)))
         path = whisper_model_dir(name)
         compute = "float16" if self.device == "cuda" else "float32"
         try:
@@ -289,7 +291,7 @@ def build_frontend(name: str, **opts: Any) -> AcousticFrontEnd:
         return CompareLLD(opts.get("feature_set", "ComParE_2016"))
     if name.startswith("whisper_"):
         return WhisperEncoder(
-            name, device, int(opts.get("threads", 0)), int(opts.get("batch_size", 8))
+            name, device, int(opts.get("threads", 0)), opts.get("batch_size")
         )
     return HFSpeechEncoder(name[3:], opts.get("layer", "last"), device)
 
