@@ -162,14 +162,16 @@ def test_whisper_checkpoint_predicts_with_training_features(
     ravdess_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cache = tmp_path / "cache"
-    prepare(mini_ravdess(ravdess_root, tmp_path / "ravdess"), "mini", cache)
+    prepare(mini_ravdess(ravdess_root, tmp_path / "ravdess", actors=(1, 2, 3)), "mini", cache)
     run = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "experiments.train", "fit",
         "--config", str(REPO / "configs" / "acoustic_mean.yaml"),
         "--config", str(REPO / "configs" / "features" / "whisper_tiny.yaml"),
         "--data.corpus", "mini",
-        "--data.modalities", "[acoustic]",
+        "--data.protocol", "speakers",
+        "--data.test_speakers", "[Actor_03]",
+        "--data.val_speakers", "[Actor_02]",
         "--trainer.default_root_dir", str(run),
         "--trainer.max_epochs", "1",
         "--model.hidden_size", "8",

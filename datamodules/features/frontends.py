@@ -99,7 +99,9 @@ class WhisperEncoder(AcousticFrontEnd):
     """The encoder of a CTranslate2 Whisper model: (T, d_model) every 20 ms.
 
     float32 on CPU, float16 on CUDA (the outputs are returned as float32); `threads` CPU
-    threads (default: all cores). Same-length clips share an encode call on CUDA only.
+    threads: 1 by default, since the sums of a multi-threaded float32 GEMM depend on the thread
+    count (up to 3e-4 here) and the cache and inference must give the same frames; parallel
+    speed comes from `--shard K/N` processes. Same-length clips share an encode call on CUDA only.
     """
 
     MODELS: ClassVar[dict[str, int]] = {"whisper_tiny": 384, "whisper_base": 512}
@@ -108,7 +110,7 @@ class WhisperEncoder(AcousticFrontEnd):
         self,
         name: str = "whisper_tiny",
         device: str = "cpu",
-        threads: int = 0,
+        threads: int = 1,
         batch_size: int | None = None,
     ) -> None:
         if name not in self.MODELS:
@@ -136,8 +138,14 @@ class WhisperEncoder(AcousticFrontEnd):
         self._ct2 = ctranslate2
 
     def log_mel(self, x: np.ndarray) -> np.ndarray:
-        """(n_mels, M) float32 log-mel of at most 30 s of audio, M <= 3000."""
-        mel = self.mel(x)[:, : WINDOW_SAMPLES // WHISPER_HOP]
+        """(n_mels, M) float32 log-mel of at most 30 s of audio, M <= 3000.
+
+        On one BLAS thread: the mel filter product's float32 sums depend on the thread count
+        (the cache's processes and a prediction may run with different OMP settings)."""
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            mel = self.mel(x)[:, : WINDOW_SAMPLES // WHISPER_HOP]
         return np.ascontiguousarray(mel, dtype=np.float32)
 
     def _encode_mels(self, mels: list[np.ndarray]) -> list[np.ndarray]:
@@ -290,9 +298,7 @@ def build_frontend(name: str, **opts: Any) -> AcousticFrontEnd:
     if name == "compare_lld":
         return CompareLLD(opts.get("feature_set", "ComParE_2016"))
     if name.startswith("whisper_"):
-        return WhisperEncoder(
-            name, device, int(opts.get("threads", 0)), opts.get("batch_size")
-        )
+        return WhisperEncoder(name, device, int(opts.get("threads", 1)), opts.get("batch_size"))
     return HFSpeechEncoder(name[3:], opts.get("layer", "last"), device)
 
 
