@@ -282,3 +282,12 @@ def test_mpnet_encoder_alias(cache_dir: Path) -> None:
     assert vectors.shape == (2, 768) and cls.shape == (768,)
     assert spans.tolist() == [[10, 40], [40, 90]]
     shutil.rmtree(path)  # the next call unpacks it again
+
+
+def test_frontend_throughput_rows() -> None:
+    from experiments.bench_frontends import frontend_throughput
+
+    (row,) = frontend_throughput(["compare_lld"], seconds=3.0)
+    assert row["frontend"] == "compare_lld" and row["dim"] == 65
+    assert row["audio_s"] >= 3.0 and row["audio_s_per_s"] > 0
+    assert abs(row["frames"] - row["audio_s"] / 0.01) < 50
