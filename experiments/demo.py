@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from datamodules.asr import BACKENDS  # noqa: E402
 from datamodules.audio import SAMPLE_RATE  # noqa: E402
 from datamodules.paths import REPO_ROOT, atomic_write_bytes, cache_root  # noqa: E402
 from experiments.inference import (  # noqa: E402
@@ -503,7 +504,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--share-on-network", action="store_true", help="bind 0.0.0.0 (LAN access)")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
-    p.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx", "none"])
+    p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="epochs of built-in models")
     p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
     return p.parse_args(argv)

@@ -143,6 +143,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", default="last", choices=["last", "last4"])
     parser.add_argument("--word-pooling", default="mean", choices=["mean", "first"])
     parser.add_argument(
+        "--acoustic",
+        default="compare_lld",
+        help="acoustic front end: compare_lld, whisper_tiny, whisper_base or hf:<local path>",
+    )
+    parser.add_argument(
+        "--acoustic-layer", default="last", help="hf:<path> only: hidden-state index, last, all"
+    )
+    parser.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda", "auto"], help="neural front ends"
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        help="K/N: build only cache shards i with i %% N == K (N processes fill one cache)",
+    )
+    parser.add_argument(
+        "--shard-size", type=int, default=None, help="utterances per cache shard (default 256)"
+    )
+    parser.add_argument(
         "--modalities",
         default="acoustic,lexical",
         help="comma-separated subset of acoustic,lexical",
@@ -159,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = FeatureConfig(
-            encoder=args.encoder, layers=args.layers, word_pooling=args.word_pooling
+            encoder=args.encoder,
+            layers=args.layers,
+            word_pooling=args.word_pooling,
+            acoustic_features=args.acoustic,
+            acoustic_layer=args.acoustic_layer,
         )
         if args.measure_throughput:
             print(
@@ -170,7 +193,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
         report = extract(
-            args.corpus, config, modalities, args.workers, progress=not args.no_progress
+            args.corpus,
+            config,
+            modalities,
+            args.workers,
+            progress=not args.no_progress,
+            device=args.device,
+            shard=args.shard,
+            shard_size=args.shard_size,
         )
     except (FeatureError, CorpusError, AudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -178,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"key: {report.key}")
     print(f"cache: {corpus_dir(args.corpus) / report.key}")
     print(f"shards: {report.done() or 'all cached, nothing to do'}")
+    if not report.complete:
+        print(f"shard {args.shard} done; the cache is complete once every shard has run")
     return 0
 
 

@@ -237,20 +237,22 @@ class FeaturePipeline:
     """The training-time feature code (`datamodules.features`) with the checkpoint's config."""
 
     def __init__(self, model: LoadedModel) -> None:
-        from datamodules.features import (
-            AcousticExtractor,
-            FeatureConfig,
-            FeatureError,
-            LexicalEncoder,
-        )
+        from datamodules.features import FeatureConfig, FeatureError, LexicalEncoder
+        from datamodules.features.frontends import build_frontend
 
         try:
             self.config = FeatureConfig(**model.feature_config)
             # Frames are always computed: they give the words' spans (and voiced frames) even
-            # for a lexical-only model, as the feature cache does.
-            self.acoustic = AcousticExtractor(self.config.feature_set)
+            # for a lexical-only model, as the feature cache does. The checkpoint's front end
+            # (ComParE LLDs, Whisper, hf:<path>) encodes the clip as the cache did.
+            self.acoustic = build_frontend(
+                self.config.acoustic_features,
+                feature_set=self.config.feature_set,
+                layer=self.config.acoustic_layer,
+            )
+            self.frame_step_s = self.acoustic.frame_step_s
             self.lexical = LexicalEncoder(self.config) if model.uses_lexical else None
-        except (FeatureError, TypeError) as exc:
+        except (FeatureError, TypeError, ValueError) as exc:
             raise PredictError(
                 f"checkpoint {model.path}: its features cannot be made: {exc}"
             ) from exc
@@ -265,15 +267,16 @@ class FeaturePipeline:
         out: dict[str, np.ndarray] = {}
         try:
             with _timed(timings, "acoustic"):
-                frames = self.acoustic.from_waveform(x, SAMPLE_RATE, name=name)
-                voiced = voiced_frames(frames)
+                frames = self.acoustic.encode(x)
+                lld = self.config.acoustic_features == "compare_lld"
+                voiced = voiced_frames(frames) if lld else None
             out["acoustic"] = frames
             with _timed(timings, "lexical"):
                 if self.lexical is not None and words:
                     vectors, cls, spans = self.lexical.encode(words, len(frames), voiced)
                     out["words"], out["cls"] = vectors, cls
                 else:
-                    spans = word_spans(words, len(frames), voiced)
+                    spans = word_spans(words, len(frames), voiced, self.frame_step_s)
             out["spans"] = spans
         except FeatureError as exc:
             raise PredictError(f"{name}: {exc}") from exc

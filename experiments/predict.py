@@ -18,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from datamodules.asr import BACKENDS  # noqa: E402
 from experiments.inference import DEFAULT_RUNS_DIR, PredictError, Predictor  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--checkpoint", required=True, type=Path, help="a .ckpt written by experiments.train"
     )
     p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
-    p.add_argument("--asr", default="whisper", choices=["whisper", "pocketsphinx", "none"])
+    p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])
     p.add_argument(
         "--fallback",
         type=Path,

@@ -34,7 +34,7 @@ from lightning_modules.system import EmotionClassifier
 
 DEFAULTS = REPO_ROOT / "configs" / "defaults.yaml"
 # Datamodule attributes (known after setup) that size and name the model's outputs.
-DATA_TO_MODEL = ("num_classes", "acoustic_dim", "lexical_dim", "class_names")
+DATA_TO_MODEL = ("num_classes", "acoustic_dim", "acoustic_layers", "lexical_dim", "class_names")
 # Config keys copied into metrics.json and the W&B run (data keys first looked up on the data).
 RECORD_MODEL_KEYS = (
     "architecture",
@@ -53,6 +53,7 @@ RECORD_DATA_KEYS = (
     "encoder",
     "layers",
     "word_pooling",
+    "acoustic_features",
 )
 
 

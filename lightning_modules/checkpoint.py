@@ -6,8 +6,9 @@ Every checkpoint `experiments.train` writes holds, besides Lightning's own keys,
 - `version`; `architecture`, `modalities`, `fusion` (the fusion actually used);
 - `model`: the `EmotionClassifier` init arguments (architecture spec, sizes, poolings);
 - `class_names`;
-- `features`: `config` (the `FeatureConfig` fields, the acoustic feature set included), `key`,
-  `acoustic_dim`, `lexical_dim`, `frame_step_s`;
+- `features`: `config` (the `FeatureConfig` fields, the acoustic front end
+  `acoustic_features`/`acoustic_layer` included), `key`, `acoustic_dim`, `lexical_dim`,
+  `frame_step_s` (of that front end's frames), `acoustic_layers`;
 - `normalizer`: the training part's normalisation statistics (`Normalizer.state_dict()`), or
   None for a lexical-only model;
 - `data`: corpus, protocol, fold, seed, test/val speakers, max_frames, normalization.
@@ -55,6 +56,7 @@ def build_record(
         "acoustic_dim": data_state.get("acoustic_dim") or model_args.get("acoustic_dim"),
         "lexical_dim": data_state.get("lexical_dim") or model_args.get("lexical_dim"),
         "frame_step_s": data_state.get("frame_step_s", 0.01),
+        "acoustic_layers": data_state.get("acoustic_layers", 1),
     }
     data_keys = (
         "corpus",

@@ -76,3 +76,23 @@ class BLSTMEncoder(nn.Module):
 def _flip(x: Tensor, rev: Tensor) -> Tensor:
     """(B, T, D) with each item's steps permuted by the (B, T) index `rev`."""
     return x.gather(1, rev.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class LayerWeightedSum(nn.Module):
+    """(B, T, L * D) frames of L stacked hidden states -> (B, T, D): a softmax-weighted sum of
+    the layers with one learned weight each (the SUPERB convention; starts as the mean)."""
+
+    def __init__(self, layers: int) -> None:
+        super().__init__()
+        if layers < 2:
+            raise ValueError(f"LayerWeightedSum needs at least 2 layers, got {layers}")
+        self.layers = layers
+        self.weights = nn.Parameter(torch.zeros(layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, f = x.shape
+        if f % self.layers:
+            raise ValueError(f"{f} features do not split into {self.layers} layers")
+        stacked = x.reshape(b, t, self.layers, f // self.layers)
+        w = torch.softmax(self.weights, dim=0).to(x.dtype)
+        return torch.einsum("btld,l->btd", stacked, w)

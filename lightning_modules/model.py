@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
@@ -10,6 +11,7 @@ from datamodules.batch import Batch
 from lightning_modules.architectures import ARCHITECTURES, modalities_for
 from lightning_modules.architectures import architecture as get_architecture
 from lightning_modules.branches import ENCODERS, BranchOptions, ModelConfigError
+from lightning_modules.encoders import LayerWeightedSum
 from lightning_modules.fusion import FUSIONS
 from lightning_modules.heads import ClassifierHead
 from lightning_modules.pooling import POOLINGS
@@ -51,6 +53,7 @@ class EmotionNet(nn.Module):
         dropout: float = 0.2,
         head_hidden: int = 0,
         sequence_encoder: str = "blstm",
+        acoustic_layers: int = 1,
     ) -> None:
         super().__init__()
         spec = get_architecture(architecture)
@@ -60,6 +63,14 @@ class EmotionNet(nn.Module):
         self.architecture = architecture
         # The fusion actually used ("none" for one modality), for run records.
         self.fusion_name = spec.fusion(fusion)
+        # frames of several stacked hidden states (hf:<path> layer "all"): a learned layer mix
+        self.layer_mix = LayerWeightedSum(acoustic_layers) if acoustic_layers > 1 else None
+        if self.layer_mix is not None:
+            if acoustic_dim % acoustic_layers:
+                raise ModelConfigError(
+                    f"acoustic_dim {acoustic_dim} does not split into {acoustic_layers} layers"
+                )
+            acoustic_dim //= acoustic_layers
         options = BranchOptions(pooling, fusion, hidden_size, num_layers, dropout, sequence_encoder)
         self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
         self.head = ClassifierHead(int(self.encoder.out_dim), num_classes, dropout, head_hidden)
@@ -70,5 +81,7 @@ class EmotionNet(nn.Module):
         return modalities_for(self.architecture)
 
     def forward(self, batch: Batch) -> ModelOutput:
+        if self.layer_mix is not None and batch.acoustic is not None:
+            batch = dataclasses.replace(batch, acoustic=self.layer_mix(batch.acoustic))
         vector, attention, gate = self.encoder(batch)
         return ModelOutput(self.head(vector), attention, gate)

@@ -48,6 +48,7 @@ class EmotionClassifier(pl.LightningModule):
         class_weighting: bool = False,
         num_classes: int = 4,
         acoustic_dim: int = 65,
+        acoustic_layers: int = 1,
         lexical_dim: int = 384,
         class_names: list[str] | None = None,
     ) -> None:
@@ -73,6 +74,7 @@ class EmotionClassifier(pl.LightningModule):
             dropout,
             head_hidden,
             sequence_encoder,
+            acoustic_layers,
         )
         # A buffer so that a class-weighted model's weights travel in its checkpoint.
         self.register_buffer("class_weight", torch.ones(num_classes))

