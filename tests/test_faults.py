@@ -202,3 +202,42 @@ def test_resume_keeps_the_rows_logged_before_the_stop(tmp_path: Path) -> None:
     assert len(after) > len(rows)
     assert {r["epoch"] for r in after if r.get("val/ua")} >= epochs_before | {"2"}
     assert not (root / ".lock").read_text().strip()  # released at the end of the run
+
+
+EXTRACTOR = r"""
+import os, sys, time
+from pathlib import Path
+from datamodules.features import store
+from datamodules.features.acoustic import AcousticExtractor
+from datamodules.utterances import Utterance, write_table
+
+pids = Path(sys.argv[1])
+def slow(self, path, start=None, end=None):
+    (pids / str(os.getpid())).write_text("busy")
+    time.sleep(600)
+AcousticExtractor.from_file = slow
+write_table("slow", [Utterance(f"u{i}", "s", "s", "hap", f"/nowhere/u{i}.wav", 1.0)
+                     for i in range(8)], {"reader": "test"})
+store.extract("slow", modalities=("acoustic",), workers=2, progress=False)
+"""
+
+
+def test_sigkilled_extraction_leaves_no_opensmile_workers(tmp_path: Path, cache_dir: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXTRACTOR, str(pids)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "workers never started"
+        time.sleep(0.1)
+    workers = [int(p.name) for p in pids.iterdir()]
+    proc.kill()
+    proc.wait()
+    left = _gone(workers)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

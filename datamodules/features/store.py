@@ -27,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -52,6 +53,7 @@ from datamodules.features.config import (
 )
 from datamodules.features.lexical import LexicalEncoder
 from datamodules.paths import atomic_write_bytes, atomic_write_text, corpus_dir
+from datamodules.processes import die_with_parent
 from datamodules.utterances import Word, words_from_json
 
 log = logging.getLogger(__name__)
@@ -312,8 +314,10 @@ def _optional(value: Any) -> float | None:
 _WORKER: AcousticExtractor | None = None
 
 
-def _init_worker(feature_set: str) -> None:
+def _init_worker(feature_set: str, parent: int | None = None) -> None:
     global _WORKER
+    if parent is not None:  # a pool worker: never outlive a killed parent (no orphaned Smiles)
+        die_with_parent(signal.SIGKILL, parent)
     _WORKER = AcousticExtractor(feature_set)
 
 
@@ -334,13 +338,16 @@ def _pool_map(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(feature_set,)
+        workers, mp_context=context, initializer=_init_worker, initargs=(feature_set, os.getpid())
     )
     try:
         # small chunks keep all workers busy to the end and the progress bar moving
         yield from pool.map(fn, tasks, chunksize=max(1, min(8, len(tasks) // (workers * 8))))
     finally:  # on an interruption, drop the queued files instead of finishing them
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()  # a worker busy on a long file would hold the exit up
+            proc.join(timeout=5)
 
 
 def _write_acoustic_shard(part: _Part, i: int, frames: Sequence[np.ndarray], dim: int) -> None:
