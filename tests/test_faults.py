@@ -241,3 +241,85 @@ def test_sigkilled_extraction_leaves_no_opensmile_workers(tmp_path: Path, cache_
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+# ------------------------------------------------------------------ the feature cache
+
+
+def _fake_cache(name: str, n: int = 6) -> str:
+    import numpy as np
+
+    from datamodules.features import FeatureConfig, store
+    from datamodules.utterances import Utterance, write_table
+
+    utts = [Utterance(f"u{i}", "s", "s", "hap", f"/nowhere/u{i}.wav", 1.0) for i in range(n)]
+    write_table(name, utts, {"reader": "test"})
+    rng = np.random.default_rng(0)
+    report = store.write_features(
+        name, FeatureConfig(), acoustic=lambda u: rng.normal(size=(5, 65)).astype(np.float32)
+    )
+    return report.key
+
+
+def test_reading_a_complete_cache_writes_nothing(cache_dir: Path, monkeypatch) -> None:
+    import errno
+
+    from datamodules.features import store
+
+    key = _fake_cache("ro")
+    store.extract("ro", modalities=("acoustic",), progress=False)  # meta.json as extract has it
+    before = {p: p.stat().st_mtime_ns for p in (cache_dir / "ro").rglob("*")}
+
+    def refuse(path, data) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(store, "atomic_write_bytes", refuse)
+    monkeypatch.setattr(store, "atomic_write_text", refuse)
+    report = store.extract("ro", modalities=("acoustic",), progress=False)
+    assert report.key == key and report.done() == {}
+    features = store.load("ro", key, ("acoustic",))
+    assert len(features.acoustic) == 6
+    assert {p: p.stat().st_mtime_ns for p in (cache_dir / "ro").rglob("*")} == before
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS"])
+def test_full_or_read_only_disk_is_one_error_line(
+    cache_dir: Path, monkeypatch, capsys, code
+) -> None:
+    import errno
+
+    from datamodules.features import store
+    from datamodules.utterances import Utterance, write_table
+    from experiments import features as features_cli
+
+    write_table("full", [Utterance("u0", "s", "s", "hap", "/nowhere/u0.wav", 1.0)], {"reader": "t"})
+    monkeypatch.setattr(store, "_extract_one", lambda task: __import__("numpy").zeros((5, 65), "f"))
+
+    def fail(path, data) -> None:
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(path))
+
+    monkeypatch.setattr(store, "atomic_write_bytes", fail)
+    monkeypatch.setattr(store, "atomic_write_text", fail)
+    monkeypatch.setattr(store, "_init_worker", lambda *a: None)
+    assert features_cli.main(["full", "--modalities", "acoustic", "--workers", "1",
+                              "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot write the feature cache")
+    assert os.strerror(getattr(errno, code)) in err[0] and "Traceback" not in err[0]
+
+
+def test_corrupt_part_and_meta_json_are_rebuilt(cache_dir: Path, caplog) -> None:
+    from datamodules.features import FeatureError, store
+
+    key = _fake_cache("bad")
+    store.extract("bad", modalities=("acoustic",), progress=False)
+    key_dir = cache_dir / "bad" / key
+    (key_dir / "meta.json").write_text("{not json")
+    with pytest.raises(FeatureError, match="meta.json is corrupt"):
+        store.load("bad", key, ("acoustic",))
+    (key_dir / "acoustic" / "part.json").write_text("[1, 2")
+    with caplog.at_level("WARNING"):
+        report = store.extract("bad", modalities=("acoustic",), progress=False)
+    assert "part.json is corrupt" in caplog.text
+    assert report.done() == {}  # the shards were intact: nothing recomputed
+    assert len(store.load("bad", key, ("acoustic",)).acoustic) == 6

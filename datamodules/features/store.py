@@ -52,6 +52,7 @@ from datamodules.features.config import (
     shard_hashes,
 )
 from datamodules.features.lexical import LexicalEncoder
+from datamodules.locks import PidLock
 from datamodules.paths import atomic_write_bytes, atomic_write_text, corpus_dir
 from datamodules.processes import die_with_parent
 from datamodules.utterances import Word, words_from_json
@@ -227,7 +228,16 @@ class _Part:
 
     def info(self) -> dict[str, Any]:
         path = self.dir / "part.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(info, dict):
+                return info
+        except (OSError, ValueError):
+            pass
+        log.warning("%s is corrupt; the part is checked and part.json rebuilt", path)
+        return {}
 
     def todo(self, counts: Counter[str]) -> list[int]:
         """Shards to compute: missing ones, after taking what siblings have; corrupt ones logged."""
@@ -521,8 +531,40 @@ def extract(
             + ("; use modalities=('lexical',) for a text-only corpus" if n_audio == 0 else "")
         )
     parts = make_parts(corpus.dir / key, table, config)
+    wanted = [p for n, p in parts.items() if n in modalities or (n == "acoustic" and n_audio)]
+    if all(p.is_complete() for p in wanted) and _meta_current(corpus, key, config, parts):
+        return report  # reading a complete cache writes nothing: a read-only cache serves
     workers = max(1, int(workers or os.cpu_count() or 1))
-    name = corpus.name
+    try:
+        # one extraction per key at a time: a second process waits, then reuses the shards
+        lock = PidLock(corpus.dir / key / ".extract.lock", f"feature cache {corpus.dir / key}")
+        with lock.acquire(
+            wait=True,
+            on_wait=lambda pid: log.warning(
+                "%s: pid %s is extracting it; waiting", corpus.dir / key, pid
+            ),
+        ):
+            _build(corpus, key, config, parts, modalities, n_audio, workers, progress, report)
+    except OSError as exc:
+        raise FeatureError(
+            f"cannot write the feature cache {corpus.dir / key}: "
+            f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or 'no file name'})"
+        ) from exc
+    return report
+
+
+def _build(
+    corpus: PreparedCorpus,
+    key: str,
+    config: FeatureConfig,
+    parts: dict[str, _Part],
+    modalities: Sequence[str],
+    n_audio: int,
+    workers: int,
+    progress: bool,
+    report: ExtractReport,
+) -> None:
+    table, name = corpus.table, corpus.name
     if n_audio and ("acoustic" in modalities or "lexical" in modalities):
         build_acoustic(
             parts["acoustic"], table, config, workers, progress, f"{name} acoustic", report.counts
@@ -533,7 +575,6 @@ def extract(
             parts["lexical"], acoustic, table, config, progress, f"{name} lexical", report.counts
         )
     _write_meta(corpus, key, config, parts)
-    return report
 
 
 def write_features(
@@ -573,9 +614,28 @@ def write_features(
     return report
 
 
+def _meta_current(
+    corpus: PreparedCorpus, key: str, config: FeatureConfig, parts: dict[str, _Part]
+) -> bool:
+    """True when meta.json already says what `_write_meta` would write."""
+    path = corpus.dir / key / "meta.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == _meta(corpus, key, config, parts)
+    except (OSError, ValueError):
+        return False
+
+
 def _write_meta(
     corpus: PreparedCorpus, key: str, config: FeatureConfig, parts: dict[str, _Part]
 ) -> None:
+    if not _meta_current(corpus, key, config, parts):
+        meta = _meta(corpus, key, config, parts)
+        atomic_write_text(corpus.dir / key / "meta.json", json.dumps(meta, indent=2))
+
+
+def _meta(
+    corpus: PreparedCorpus, key: str, config: FeatureConfig, parts: dict[str, _Part]
+) -> dict[str, Any]:
     infos = {name: p.info() for name, p in parts.items()}
     done = {name: info["hash"] for name, info in infos.items() if info.get("complete")}
     meta = {
@@ -591,7 +651,7 @@ def _write_meta(
         "parts": done,
         "shard_size": SHARD_SIZE,
     }
-    atomic_write_text(corpus.dir / key / "meta.json", json.dumps(meta, indent=2))
+    return json.loads(json.dumps(meta))  # as read back (tuples become lists)
 
 
 def load(
@@ -607,7 +667,14 @@ def load(
             f"no features for corpus '{corpus}' under key '{key}' ({meta_path} is missing); "
             f"run `python -m experiments.features {corpus}`"
         )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta["parts"].items()
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FeatureError(
+            f"feature cache {meta_path} is corrupt ({exc}); extract rebuilds it: "
+            f"`python -m experiments.features {corpus}`"
+        ) from exc
     ids: list[str] | None = None
     features = Features(ids=[], meta=meta)
     for name in modalities:
@@ -616,8 +683,7 @@ def load(
                 f"corpus '{corpus}', key '{key}': no {name} features "
                 f"(extract with modalities including '{name}')"
             )
-        info_path = key_dir / name / "part.json"
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        info = _Part(name, key_dir / name, "", [], []).info()  # {} when missing or corrupt
         if info.get("hash") != meta["parts"][name] or not info.get("complete"):
             raise FeatureError(f"feature cache {key_dir / name} is incomplete; run extract again")
         shards = []
