@@ -323,3 +323,36 @@ def test_corrupt_part_and_meta_json_are_rebuilt(cache_dir: Path, caplog) -> None
     assert "part.json is corrupt" in caplog.text
     assert report.done() == {}  # the shards were intact: nothing recomputed
     assert len(store.load("bad", key, ("acoustic",)).acoustic) == 6
+
+
+def test_bad_clips_are_skipped_and_reported_keeping_the_shard(
+    cache_dir: Path, ravdess_root: Path, tmp_path: Path, caplog
+) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from datamodules.features import store
+    from datamodules.utterances import Utterance, write_table
+
+    good = sorted((ravdess_root / "Actor_01").glob("*.flac"))[:3]
+    truncated = tmp_path / "truncated.wav"
+    sf.write(truncated, np.zeros(SR_TEST, np.float32), SR_TEST)
+    truncated.write_bytes(truncated.read_bytes()[:30])  # the header cut off mid-way
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(int(0.05 * SR_TEST), 0.1, np.float32), SR_TEST)  # 0.05 s
+    utts = [Utterance(f.stem, "01", "01", "hap", str(f), 3.0) for f in good]
+    utts += [Utterance("truncated", "01", "01", "sad", str(truncated), 1.0),
+             Utterance("short", "01", "01", "sad", str(short), 0.05)]  # fmt: skip
+    write_table("bad", utts, {"reader": "test"})
+    with caplog.at_level("WARNING"):
+        report = store.extract("bad", modalities=("acoustic",), workers=1, progress=False)
+    assert report.done()["acoustic_skipped"] == 2 and report.done()["acoustic_computed"] == 1
+    assert "utterance truncated skipped" in caplog.text and "utterance short skipped" in caplog.text
+    features = store.load("bad", report.key, ("acoustic",))
+    assert sorted(features.acoustic) == sorted(f.stem for f in good)
+    assert all(len(x) > 100 for x in features.acoustic.values())
+    again = store.extract("bad", modalities=("acoustic",), workers=1, progress=False)
+    assert again.done() == {}  # the skipped clips do not make the shard look unfinished
+
+
+SR_TEST = 16_000

@@ -112,6 +112,7 @@ def write_shard(
     content: str,
     arrays: dict[str, np.ndarray],
     offsets: list[int],
+    skipped: dict[str, str] | None = None,
 ) -> None:
     """Write one shard's arrays (temp + rename), then its index JSON, which marks it done."""
     files = {}
@@ -127,6 +128,8 @@ def write_shard(
             "sha256": hashlib.sha256(data).hexdigest(),
         }
     index = {"ids": ids, "hash": content, "offsets": offsets, "files": files}
+    if skipped:
+        index["skipped"] = skipped
     atomic_write_text(part_dir / f"{_shard_name(i)}.json", json.dumps(index))
 
 
@@ -331,10 +334,14 @@ def _init_worker(feature_set: str, parent: int | None = None) -> None:
     _WORKER = AcousticExtractor(feature_set)
 
 
-def _extract_one(task: tuple[str, float | None, float | None]) -> np.ndarray:
-    """(path, start_s, end_s) -> (T, 65) float32, in a pool worker with its own Smile."""
+def _extract_one(task: tuple[str, float | None, float | None]) -> np.ndarray | str:
+    """(path, start_s, end_s) -> (T, 65) float32, in a pool worker with its own Smile; a clip
+    that cannot be used (truncated, undecodable, too short) gives the reason instead."""
     assert _WORKER is not None
-    return _WORKER.from_file(*task)
+    try:
+        return _WORKER.from_file(*task)
+    except Exception as exc:  # one bad file must not cost the rest of the corpus
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _pool_map(
@@ -360,13 +367,20 @@ def _pool_map(
             proc.join(timeout=5)
 
 
-def _write_acoustic_shard(part: _Part, i: int, frames: Sequence[np.ndarray], dim: int) -> None:
-    """Shard i of an acoustic part from each utterance's (T, F) frames."""
+def _write_acoustic_shard(
+    part: _Part,
+    i: int,
+    frames: Sequence[np.ndarray],
+    dim: int,
+    skipped: dict[str, str] | None = None,
+) -> None:
+    """Shard i of an acoustic part from each utterance's (T, F) frames; `skipped` utterances
+    (id -> reason) have no features."""
     offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).tolist()
     stacked = np.concatenate(frames) if len(frames) else np.zeros((0, dim), np.float32)
     content = part.contents[i]
     assert content is not None  # parts being built come from make_parts
-    write_shard(part.dir, i, part.shards[i], content, {"frames": stacked}, offsets)
+    write_shard(part.dir, i, part.shards[i], content, {"frames": stacked}, offsets, skipped)
 
 
 LexicalOut = tuple[np.ndarray, np.ndarray, np.ndarray]  # words (W, D), cls (D,), spans (W, 2)
@@ -422,11 +436,18 @@ def build_acoustic(
         tqdm(total=len(tasks), desc=desc, unit="utt", disable=not progress or not tasks) as bar,
     ):
         for i in todo:
-            frames = []
-            for _ in part.shards[i]:
-                frames.append(next(results))
+            frames, skipped = [], {}
+            for uid in part.shards[i]:
+                out = next(results)
+                if isinstance(out, str):  # kept as 0 frames, listed, and left out by load()
+                    skipped[uid] = out
+                    out = np.zeros((0, ACOUSTIC_DIM), np.float32)
+                frames.append(out)
                 bar.update(1)
-            _write_acoustic_shard(part, i, frames, ACOUSTIC_DIM)
+            for uid, reason in skipped.items():
+                log.warning("%s: utterance %s skipped: %s", desc, uid, reason)
+            counts["acoustic_skipped"] += len(skipped)
+            _write_acoustic_shard(part, i, frames, ACOUSTIC_DIM, skipped)
             counts["acoustic_computed"] += 1
     part.write_info(complete=True, dim=ACOUSTIC_DIM, audio_s=seconds if tasks else None)
 
@@ -695,7 +716,10 @@ def load(
         for s_ids, index, arrays in part.arrays():
             off = index["offsets"]
             part_ids += s_ids
+            skipped = index.get("skipped") or {}
             for j, uid in enumerate(s_ids):
+                if uid in skipped:  # a bad clip: no features (the datamodule leaves it out)
+                    continue
                 if name == "acoustic":
                     features.acoustic[uid] = arrays["frames"][off[j] : off[j + 1]]
                 else:
