@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODALITIES = ("acoustic", "lexical")
+# 30 s of 10 ms frames: one long recording must not exhaust memory (a batch is padded to its
+# longest item); longer utterances are cropped to a window, named in a warning. None: no cap.
+DEFAULT_MAX_FRAMES = 3000
 
 
 class DataModuleError(Exception):
@@ -102,7 +105,7 @@ class EmotionDataModule(pl.LightningDataModule):
         balanced_sampling: bool = False,
         num_workers: int = 0,
         seed: int = 0,
-        max_frames: int | None = None,
+        max_frames: int | None = DEFAULT_MAX_FRAMES,
         acoustic_features: str = "compare_lld",
         acoustic_layer: str = "last",
         feature_device: str = "cpu",
@@ -216,6 +219,7 @@ class EmotionDataModule(pl.LightningDataModule):
                 self.max_frames,
                 random_crop=part == "train",
             )
+        self._warn_long(features)
         log.info(
             "%s %s fold %d: %s utterances, classes %s, features %s",
             self.corpus,
@@ -234,6 +238,26 @@ class EmotionDataModule(pl.LightningDataModule):
                 "acoustic_layer": self.acoustic_layer,
             }
         return FEATURES.config(self.encoder, self.layers, self.word_pooling, **acoustic)
+
+    def _warn_long(self, features: Any) -> None:
+        """Name the utterances `max_frames` crops (a random window in training, the centre else)."""
+        if not self.max_frames or "acoustic" not in self.modalities:
+            return
+        used = [u for part in PARTS for u in self.split[part]]
+        long = sorted(
+            (u for u in used if len(features.acoustic[u]) > self.max_frames),
+            key=lambda u: -len(features.acoustic[u]),
+        )
+        if long:
+            shown = ", ".join(f"{u} ({len(features.acoustic[u])} frames)" for u in long[:10])
+            log.warning(
+                "%d utterances are longer than max_frames=%d and are cropped to a window of "
+                "that many frames: %s%s (set data.max_frames to change the cap, null for none)",
+                len(long),
+                self.max_frames,
+                shown,
+                f" and {len(long) - 10} more" if len(long) > 10 else "",
+            )
 
     def _fit_normalizer(self, features: Any, speaker_of: Mapping[str, str]) -> Normalizer:
         if self.normalization == "speaker":

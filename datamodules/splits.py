@@ -17,7 +17,8 @@ Protocols (`fold` picks one of `n_folds(table, protocol)` folds; `seed` fixes ev
   k-th. Rows of other values (or of the other test sets) are left out.
 
 Files live in `cache/<corpus>/splits/<protocol>-seed<S>[-spk...]/fold<K>.json` with `train`,
-`val`, `test` lists of utterance ids. For speaker-independent protocols no test speaker may be in
+`val`, `test` lists of utterance ids; a file whose utterances are no longer exactly the table's
+(the corpus was prepared again) is redrawn with a warning, never reused. For speaker-independent protocols no test speaker may be in
 train or val: `SplitLeakError` otherwise, both when a split is made and when one is read back.
 """
 
@@ -27,6 +28,7 @@ import hashlib
 import json
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -195,11 +197,19 @@ def load_or_create_split(
             split = {part: [str(u) for u in data[part]] for part in PARTS}
         except (ValueError, KeyError, TypeError) as exc:
             raise SplitError(f"cannot read split file {path}: {exc}; delete it") from exc
-        check_split(table, split, protocol, source=f"split file {path}")
-        n_left_out = len(table) - sum(len(v) for v in split.values())
-        if n_left_out:
-            log.warning("split file %s leaves %d utterances of the table out", path, n_left_out)
-        return split
+        in_file = {u for part in PARTS for u in split[part]}
+        in_table = set(table["utterance_id"])
+        if in_file == in_table:
+            check_split(table, split, protocol, source=f"split file {path}")
+            return split
+        # the corpus was prepared again with other utterances: never reuse a stale split
+        message = (
+            f"split file {path} was drawn for another utterance set "
+            f"({len(in_file - in_table)} of its ids are gone from the table, "
+            f"{len(in_table - in_file)} table utterances are new); drawing it again"
+        )
+        log.warning(message)
+        print(f"warning: {message}", file=sys.stderr)
     split = make_split(table, protocol, fold, seed, test_speakers, val_speakers, val_fraction)
     record: dict[str, Any] = {
         "corpus": prepared.name,

@@ -5,12 +5,19 @@
 Models are the checkpoints found under `--runs-dir`; an architecture with none gets the
 built-in corpus's model, trained on first use into `runs/demo/<architecture>/`. The page binds
 127.0.0.1 unless `--share-on-network` (0.0.0.0) is given; Gradio share links are never made.
-The endpoint `/predict` (audio file, model) -> JSON serves `gradio_client`.
+The endpoint `/predict` (audio file, model) -> JSON serves `gradio_client`; its model field
+takes only keys of the server's menu (never a path), and at most `--max-models` models stay
+loaded (least recently used goes). Clips over `--max-duration-s` (60 s) are refused, longer
+than `WINDOW_S` are predicted window by window; a clip without speech (voice activity under
+`VAD_DBFS` for less than `MIN_SPEECH_S`) gets "no speech detected", not a label. Each model
+serves one request at a time with at most `--queue-limit` waiting. Playback files are
+temporary: the newest `KEEP_PLAYBACK` are kept, and the folder goes at exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import logging
 import os
@@ -21,8 +28,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,11 +63,37 @@ log = logging.getLogger("experiments.demo")
 BUILTIN = "builtin"
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEMO_EPOCHS = 3
+DEFAULT_MAX_DURATION_S = 60.0
+DEFAULT_QUEUE_LIMIT = 4  # requests waiting per model
+DEFAULT_MAX_MODELS = 2  # models kept loaded
+WINDOW_S = 30.0  # longer clips are predicted in windows of this length (bounded memory)
+VAD_DBFS = -45.0  # 30 ms frames louder than this count as voice activity
+MIN_SPEECH_S = 0.1
+KEEP_PLAYBACK = 16
 SOURCES = ("Microphone", "Upload a file", "Bundled example")
 
 
 class DemoError(Exception):
     """A demo request that cannot be served (bad upload, no model); shown to the user as is."""
+
+
+def speech_seconds(x: np.ndarray, sr: int = SAMPLE_RATE, dbfs: float = VAD_DBFS) -> float:
+    """Seconds of 30 ms frames whose RMS level is above `dbfs` (a plain energy voice detector)."""
+    hop = int(0.03 * sr)
+    n = len(x) // hop
+    if n == 0:
+        return 0.0
+    frames = np.asarray(x[: n * hop], np.float64).reshape(n, hop)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    return float((rms > 10 ** (dbfs / 20)).sum() * hop / sr)
+
+
+@dataclass
+class _Gate:
+    """One model's turn: one request runs, `waiting` counts the ones queued behind it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,14 +267,26 @@ class DemoBackend:
         max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         asr: str = "whisper",
         epochs: int = DEMO_EPOCHS,
+        max_duration_s: float = DEFAULT_MAX_DURATION_S,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        max_models: int = DEFAULT_MAX_MODELS,
     ) -> None:
         self.runs_dir = Path(runs_dir)
         self.max_upload_mb = max_upload_mb
         self.asr = asr
         self.epochs = epochs
-        self._predictors: dict[Path, Predictor] = {}
+        self.max_duration_s = float(max_duration_s)
+        self.queue_limit = max(0, int(queue_limit))
+        self.max_models = max(1, int(max_models))
+        self._predictors: OrderedDict[Path, Predictor] = OrderedDict()  # least recent first
+        self._gates: dict[Path, _Gate] = {}
         self._lock = threading.Lock()
         self.playback_dir = Path(tempfile.mkdtemp(prefix="ser-demo-"))
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Remove the playback files (also run at interpreter exit)."""
+        shutil.rmtree(self.playback_dir, ignore_errors=True)
 
     def choices(self) -> list[ModelChoice]:
         return available_models(self.runs_dir)
@@ -251,20 +297,30 @@ class DemoBackend:
             raise DemoError("choose a model first")
         if key.startswith(f"{BUILTIN}:"):
             key = key.split(":", 1)[1]
+        choices = self.choices()
         if key in ARCHITECTURES:
-            for choice in self.choices():
+            for choice in choices:
                 if choice.architecture == key and choice.checkpoint is not None:
                     return choice.checkpoint
             with self._lock:  # two requests must not train the same model twice
                 return train_builtin(key, self.runs_dir, self.epochs, progress)
-        path = Path(key)
-        if not path.is_file():
-            raise DemoError(f"unknown model '{key}' (not an architecture nor a checkpoint file)")
-        return path
+        # only the server's own menu: a request never names a file on the server
+        for choice in choices:
+            if choice.key == key and choice.checkpoint is not None:
+                return choice.checkpoint
+        shown = key if len(key) <= 80 else key[:77] + "..."
+        raise DemoError(
+            f"unknown model '{shown}': choose one of the server's models "
+            f"({', '.join(sorted(ARCHITECTURES))} or a menu entry)"
+        )
 
     def predictor(self, ckpt: Path) -> Predictor:
         with self._lock:
-            if ckpt not in self._predictors:
+            if ckpt in self._predictors:
+                self._predictors.move_to_end(ckpt)
+            else:
+                while len(self._predictors) >= self.max_models:  # least recently used goes
+                    self._predictors.popitem(last=False)
                 fallback = None
                 needs_words = ARCHITECTURES[checkpoint_record(ckpt)["architecture"]].needs_words
                 if needs_words and find_fallback(ckpt, self.runs_dir) is None:
@@ -296,22 +352,112 @@ class DemoBackend:
         """One prediction; returns it, a 16 kHz wav of the analysed audio and the model load ms."""
         progress = progress or (lambda _f, _m: None)
         path = self.check_upload(audio_path)
-        progress(0.0, "loading the model")
+        self._check_duration(path)
         ckpt = self.resolve(model_key, progress)
-        predictor = self.predictor(ckpt)
-        progress(0.5, "reading the audio")
-        t0 = time.perf_counter()
-        try:
-            x = read_audio(path)
-        except PredictError as exc:
-            raise DemoError(str(exc).replace(str(path), path.name)) from exc
-        timings = {"load": round((time.perf_counter() - t0) * 1e3, 2)}
-        playback = self.playback_dir / f"{len(list(self.playback_dir.iterdir())):05d}.wav"
-        sf.write(playback, x, SAMPLE_RATE)
-        pred = predictor.predict_waveform(
-            x, path.name, timings=timings, progress=lambda step: progress(0.6, step)
-        )
-        return pred, playback, predictor.load_ms
+        gate = self._enter(ckpt)
+        with gate.lock:  # one request per model at a time
+            with self._lock:
+                gate.waiting -= 1
+            progress(0.0, "loading the model")
+            predictor = self.predictor(ckpt)
+            progress(0.5, "reading the audio")
+            t0 = time.perf_counter()
+            try:
+                x = read_audio(path)
+            except PredictError as exc:
+                raise DemoError(str(exc).replace(str(path), path.name)) from exc
+            self._check_duration(path, len(x) / SAMPLE_RATE)
+            speech = speech_seconds(x)
+            if speech < MIN_SPEECH_S:
+                raise DemoError(
+                    f"{path.name}: no speech detected ({speech:.2f} s of voice activity "
+                    f"above {VAD_DBFS:g} dBFS); nothing to classify"
+                )
+            timings = {"load": round((time.perf_counter() - t0) * 1e3, 2)}
+            playback = self._playback_file(x)
+            pred = predict_windows(
+                predictor, x, path.name, timings, lambda step: progress(0.6, step)
+            )
+            return pred, playback, predictor.load_ms
+
+    def _enter(self, ckpt: Path) -> _Gate:
+        """Queue a request for `ckpt`'s turn, or refuse it when `queue_limit` already wait."""
+        with self._lock:
+            gate = self._gates.setdefault(ckpt, _Gate())
+            busy = gate.lock.locked()
+            if busy and gate.waiting >= self.queue_limit:
+                raise DemoError(
+                    f"the model is busy ({gate.waiting} requests already waiting for it); "
+                    "try again in a moment"
+                )
+            gate.waiting += 1
+            return gate
+
+    def _check_duration(self, path: Path, seconds: float | None = None) -> None:
+        """Refuse audio over `max_duration_s`: from the header before decoding, when it has one."""
+        if seconds is None:
+            try:
+                seconds = sf.info(str(path)).duration
+            except Exception:  # not a format soundfile reads: checked after decoding
+                return
+        if seconds > self.max_duration_s:
+            raise DemoError(
+                f"{path.name}: {seconds:.1f} s of audio is over the demo's "
+                f"{self.max_duration_s:g} s limit; trim the clip"
+            )
+
+    def _playback_file(self, x: np.ndarray) -> Path:
+        """A new temp wav of the analysed audio; only the newest KEEP_PLAYBACK are kept."""
+        self.playback_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.playback_dir, suffix=".wav")
+        os.close(fd)
+        sf.write(name, x, SAMPLE_RATE)
+        old = sorted(self.playback_dir.glob("*.wav"), key=lambda p: p.stat().st_mtime_ns)
+        for stale in old[:-KEEP_PLAYBACK]:
+            stale.unlink(missing_ok=True)
+        return Path(name)
+
+
+def predict_windows(
+    predictor: Predictor,
+    x: np.ndarray,
+    name: str,
+    timings: dict[str, float],
+    progress: Callable[[str], None],
+    window_s: float = WINDOW_S,
+) -> Prediction:
+    """`predict_waveform` of a clip, in windows of `window_s` when longer (memory stays that of
+    one window); the probabilities are the windows' mean weighted by their length."""
+    step = int(window_s * SAMPLE_RATE)
+    if len(x) <= step:
+        return predictor.predict_waveform(x, name, timings=timings, progress=progress)
+    starts = list(range(0, len(x), step))
+    if len(x) - starts[-1] < step // 4 and len(starts) > 1:  # a short tail joins the window before
+        starts.pop()
+    bounds = list(zip(starts, starts[1:] + [len(x)], strict=True))
+    preds = [
+        predictor.predict_waveform(x[a:b], f"{name} [{a / SAMPLE_RATE:.0f}-{b / SAMPLE_RATE:.0f} s]",
+                                   timings=timings, progress=progress)
+        for a, b in bounds
+    ]  # fmt: skip
+    weights = np.array([b - a for a, b in bounds], np.float64)
+    classes = list(preds[0].probabilities)
+    probs = np.array([[p.probabilities[c] for c in classes] for p in preds]).T @ weights
+    probs /= probs.sum()
+    first = preds[0]
+    first.probabilities = {c: float(v) for c, v in zip(classes, probs, strict=True)}
+    first.label = classes[int(probs.argmax())]
+    first.file, first.duration_s = name, round(len(x) / SAMPLE_RATE, 3)
+    first.transcript = " ".join(p.transcript for p in preds if p.transcript)
+    first.attention = {
+        k: sum((p.attention.get(k, []) for p in preds), []) for k in ("acoustic",)
+        if all(k in p.attention for p in preds)
+    }  # fmt: skip
+    first.words, first.gate = [], None
+    first.note = (first.note + "; " if first.note else "") + (
+        f"predicted in {len(preds)} windows of up to {window_s:g} s"
+    )
+    return first
 
 
 # ---------------------------------------------------------------------------------------
@@ -506,6 +652,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
     p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="epochs of built-in models")
+    p.add_argument("--max-duration-s", type=float, default=DEFAULT_MAX_DURATION_S)
+    p.add_argument("--queue-limit", type=int, default=DEFAULT_QUEUE_LIMIT,
+                   help="requests waiting per model")  # fmt: skip
+    p.add_argument("--max-models", type=int, default=DEFAULT_MAX_MODELS, help="models kept loaded")
     p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
     return p.parse_args(argv)
 
@@ -520,9 +670,17 @@ def main(argv: list[str] | None = None) -> int:
             examples = ensure_examples()
         except Exception as exc:  # the demo still works with uploads and the microphone
             log.warning("no bundled examples: %s", exc)
-    backend = DemoBackend(args.runs_dir, args.max_upload_mb, args.asr, args.epochs)
+    backend = DemoBackend(
+        args.runs_dir,
+        args.max_upload_mb,
+        args.asr,
+        args.epochs,
+        args.max_duration_s,
+        args.queue_limit,
+        args.max_models,
+    )
     app = build_app(backend, examples)
-    app.queue(default_concurrency_limit=1)
+    app.queue(default_concurrency_limit=1, max_size=max(1, args.queue_limit) * 4)
     print(f"demo on http://{host}:{args.port}", flush=True)
     try:
         app.launch(
@@ -535,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
             inbrowser=False,
         )
     finally:
-        shutil.rmtree(backend.playback_dir, ignore_errors=True)
+        backend.close()
     return 0
 
 

@@ -8,11 +8,18 @@ Every parameter maps onto a train CLI option (`config` -> `--config configs/<v>.
 protocol on the corpus. Each run gets one sub-folder named from its swept parameters; a
 folder with `metrics.json` is skipped on a rerun, a failed run leaves `FAILED` (the tail
 of its log) and the sweep goes on.
+
+Each run is started in its own process group; when the sweep ends in any way (SIGTERM, SIGINT,
+an error, interpreter exit) every run still going is terminated with its whole group (the
+training's data-loader workers too), SIGKILL after `KILL_GRACE_S`.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import functools
 import itertools
 import json
 import math
@@ -20,6 +27,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,12 +40,14 @@ from urllib.parse import urlparse
 
 import yaml
 
+from datamodules.processes import child_setup
 from datamodules.splits import SplitError
 from datamodules.splits import n_folds as split_folds
 from datamodules.utterances import REPO_ROOT, CorpusError, atomic_write_text, read_table
 
 DEFAULT_TRAIN_CMD = (sys.executable, "-m", "experiments.train", "fit")
 LOG_TAIL_LINES = 40
+KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL of a run's process group
 # Short names for run folders; anything else uses the last dotted component.
 SHORT_KEYS = {
     "config": "",
@@ -50,6 +60,34 @@ SHORT_KEYS = {
 
 class SweepError(Exception):
     """A sweep file or option that cannot be used; the message names the file or key."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep received SIGTERM (or SIGINT/SIGHUP); its runs are stopped before it exits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"sweep stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def stop_process_groups(procs: Sequence[subprocess.Popen], grace_s: float = KILL_GRACE_S) -> None:
+    """SIGTERM each running process's group, wait up to `grace_s`, then SIGKILL the rest."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:  # the leader may be gone while its workers linger: kill every group
+        _signal_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)  # the run's group id is its pid (child_setup)
 
 
 @dataclass
@@ -345,6 +383,15 @@ class SweepRunner:
         active: dict[str, tuple[subprocess.Popen, float, Any]] = {}
         durations: list[float] = []
         pending = list(todo)
+
+        def stop_active() -> None:
+            stop_process_groups([proc for proc, _, _ in active.values()])
+            for _, _, log in active.values():
+                log.close()
+            active.clear()
+
+        atexit.register(stop_active)
+        restore = _install_signal_handlers()
         try:
             while pending or active:
                 while pending and len(active) < self.parallel:
@@ -371,12 +418,12 @@ class SweepRunner:
                         f"[{done}/{total}] {results[name].status:6s} {name} "
                         f"{_fmt_s(seconds)} {results[name].message}  ETA {_fmt_s(eta)}"
                     )
-        except KeyboardInterrupt:
-            for proc, _, log in active.values():
-                proc.terminate()
-                proc.wait()
-                log.close()
-            raise
+        finally:  # SIGTERM, SIGINT, an error: no run outlives the sweep
+            if active:
+                self.print(f"sweep: stopping {len(active)} running runs: {', '.join(active)}")
+            stop_active()
+            atexit.unregister(stop_active)
+            restore()
         return [results[r.name] for r in self.runs]
 
     def _start(self, run: RunSpec, env: dict[str, str]) -> tuple[subprocess.Popen, float, Any]:
@@ -394,6 +441,9 @@ class SweepRunner:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # its own process group, stopped with the sweep, and SIGTERMed by the kernel
+            # should the sweep be SIGKILLed
+            preexec_fn=functools.partial(child_setup, os.getpid()),
         )
         return proc, time.monotonic(), log
 
@@ -413,6 +463,25 @@ class SweepRunner:
             f"{reason}\n--- last lines of train.log ---\n{_tail(run_dir / 'train.log')}\n",
         )
         return RunResult(name, "failed", seconds, f"{reason}, see {run_dir / 'FAILED'}", cpu)
+
+
+def _install_signal_handlers() -> Callable[[], None]:
+    """SIGTERM/SIGHUP (and SIGINT) raise SweepInterrupted in the main thread; returns a restorer."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SweepInterrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+
+    def restore() -> None:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+    return restore
 
 
 def summarize(results: Sequence[RunResult]) -> str:
@@ -565,7 +634,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sweep: no W&B server is reachable (WANDB_MODE offline/disabled or no network); "
             "running the same sweep with the local runner instead"
         )
-    results = SweepRunner(runs, out, parallel=args.parallel).run()
+    try:
+        results = SweepRunner(runs, out, parallel=args.parallel).run()
+    except SweepInterrupted as exc:
+        print(f"sweep: {exc}; its runs were stopped (rerun to resume)", file=sys.stderr)
+        return 128 + exc.signum
     print(summarize(results))
     print(f"sweep: runs in {out}; report with `python -m experiments.report {out}`")
     return 1 if any(r.status == "failed" for r in results) else 0

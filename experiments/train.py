@@ -10,11 +10,15 @@ The run folder is `--trainer.default_root_dir`: `checkpoints/{best,last}.ckpt`, 
 and `metrics.json`, written after `fit` (testing the best checkpoint) and after `test`.
 
 A stopped run resumes with `fit --config <same> --ckpt_path last` (the run folder's
-`checkpoints/last.ckpt`); resuming is never automatic, so rerunning a folder starts afresh.
+`checkpoints/last.ckpt`, an error naming the folder when there is none); resuming keeps the
+rows `csv/metrics.csv` had, and is never automatic, so rerunning a folder starts afresh.
+One process at a time writes into a run folder: it holds `<run folder>/.lock` with its pid
+(a lock left by a killed process is taken over).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -25,7 +29,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
+from datamodules.locks import LockedError, PidLock
 from datamodules.paths import REPO_ROOT, atomic_write_text
 from lightning_modules.architectures import architecture, modalities_for
 from lightning_modules.predictions import FILE_NAME as PREDICTIONS_FILE
@@ -55,6 +61,34 @@ RECORD_DATA_KEYS = (
     "word_pooling",
     "acoustic_features",
 )
+
+
+class RunError(Exception):
+    """A run folder that cannot be used as asked (nothing to resume); the message names it."""
+
+
+class _KeepingWriter(ExperimentWriter):
+    """A CSV writer that appends to the metrics.csv a resumed run wrote before it stopped
+    (Lightning's deletes it)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        with open(self.metrics_file_path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+        if header:
+            self.metrics_keys = list(header)  # save() appends under this header
+
+
+class ResumedCSVLogger(CSVLogger):
+    """CSVLogger of a resumed run: the rows logged before the stop are kept."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def datamodule_value(datamodule: pl.LightningDataModule, key: str) -> Any:
@@ -110,8 +144,15 @@ class EmotionCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self._get(self.config_init, "trainer", default={})
         root = Path(config.get("default_root_dir") or os.getcwd())
+        resume = self._get(self.config, "ckpt_path") == "last"
+        if resume and not (root / "checkpoints" / "last.ckpt").is_file():
+            raise RunError(
+                f"--ckpt_path last: the run folder {root} has no checkpoints/last.ckpt to resume"
+            )
+        # held until the process ends: a second process must not write into a live run
+        self.run_lock = PidLock(root / ".lock", f"run folder {root}").acquire()
         if config.get("logger") in (None, True) and not config.get("fast_dev_run"):
-            kwargs["logger"] = self._loggers(root)
+            kwargs["logger"] = self._loggers(root, resume)
         trainer = super().instantiate_trainer(**kwargs)
         # Checkpoints live in the run folder whatever logger is used.
         for callback in trainer.checkpoint_callbacks:
@@ -119,8 +160,17 @@ class EmotionCLI(LightningCLI):
                 callback.dirpath = os.path.realpath(root / "checkpoints")
         return trainer
 
-    def _loggers(self, root: Path) -> list[Logger]:
-        loggers: list[Logger] = [CSVLogger(str(root), name="csv", version="")]
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            lock = getattr(self, "run_lock", None)
+            if lock is not None:
+                lock.release()
+
+    def _loggers(self, root: Path, resume: bool = False) -> list[Logger]:
+        csv_class = ResumedCSVLogger if resume else CSVLogger
+        loggers: list[Logger] = [csv_class(str(root), name="csv", version="")]
         if self._get(self.config, "wandb"):
             from pytorch_lightning.loggers import WandbLogger
 
@@ -241,6 +291,8 @@ def user_error(exc: BaseException) -> BaseException | None:
         CorpusError,
         DataModuleError,
         FeatureError,
+        LockedError,
+        RunError,
         ModelConfigError,
         NormalizationError,
         SplitError,

@@ -472,3 +472,20 @@ def test_bucket_batches_shard_across_ddp_ranks() -> None:
     seen = [i for shard in shards for batch in shard for i in batch]
     assert set(seen) == set(range(len(lengths)))
     assert len(seen) - len(set(seen)) <= 8  # only the one repeated batch
+
+
+def test_long_utterance_is_cropped_by_default_and_named(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #15: one 10-minute recording must not make every batch it lands in 10 minutes long."""
+    utts = toy_corpus()
+    utts[0].duration_s = 600.0
+    write_table("toy", utts, {"reader": "test", "classes": list(LABELS)})
+    monkeypatch.setattr(dm_module, "FEATURES", FakeSource())
+    with caplog.at_level("WARNING"):
+        dm = make_dm(modalities=["acoustic"])
+    assert dm.max_frames == dm_module.DEFAULT_MAX_FRAMES
+    assert f"{utts[0].utterance_id} (60000 frames)" in caplog.text
+    longest = max(b.acoustic.shape[1] for loader in (dm.train_dataloader(), dm.val_dataloader(),
+                                                     dm.test_dataloader()) for b in loader)  # fmt: skip
+    assert longest == dm_module.DEFAULT_MAX_FRAMES

@@ -157,14 +157,18 @@ def test_split_file_written_and_reused(table: pd.DataFrame, cache_dir: Path) -> 
     assert not list(path.parent.glob(".*.tmp"))
 
 
-def test_stale_split_file_names_the_file(table: pd.DataFrame) -> None:
+def test_stale_split_file_is_redrawn_naming_the_file(table: pd.DataFrame, capsys) -> None:
     load_or_create_split("toy", "sd8020")
     path = split_path("toy", "sd8020")
     record = json.loads(path.read_text())
     record["test"].append("gone_001")
     path.write_text(json.dumps(record))
-    with pytest.raises(SplitError, match=r"fold0\.json.*delete the split file"):
-        load_or_create_split("toy", "sd8020")
+    split = load_or_create_split("toy", "sd8020")
+    assert "gone_001" not in split["test"]
+    assert_partition(table, split)
+    err = capsys.readouterr().err
+    assert "fold0.json was drawn for another utterance set" in err and "drawing it again" in err
+    assert "gone_001" not in path.read_text()
     path.write_text("{not json")
     with pytest.raises(SplitError, match="cannot read split file"):
         load_or_create_split("toy", "sd8020")
@@ -174,3 +178,16 @@ def test_speakers_split_files_differ_by_speakers(table: pd.DataFrame) -> None:
     a = split_path("toy", "speakers", test_speakers=["Ses01F"])
     b = split_path("toy", "speakers", test_speakers=["Ses02F"])
     assert a != b and a.parent.name == "speakers-seed0-spkSes01F"
+
+
+def test_re_prepared_corpus_redraws_its_split(table: pd.DataFrame, capsys) -> None:
+    """Issue #15: the corpus prepared again with fewer utterances never reuses the old split."""
+    before = load_or_create_split("toy", "loso", fold=1)
+    fewer = [u for u in iemocap_like() if not u.utterance_id.endswith("_000")]
+    write_table("toy", fewer, {"reader": "test", "classes": list(LABELS)})
+    after = load_or_create_split("toy", "loso", fold=1)
+    assert_partition(read_table("toy"), after)
+    assert sum(map(len, after.values())) == sum(map(len, before.values())) - 10
+    assert "drawing it again" in capsys.readouterr().err
+    assert load_or_create_split("toy", "loso", fold=1) == after  # the new file is reused
+    assert "drawing it again" not in capsys.readouterr().err

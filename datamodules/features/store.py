@@ -27,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -57,7 +58,9 @@ from datamodules.features.config import (
 )
 from datamodules.features.frontends import AcousticFrontEnd, build_frontend, frontend_frame_step
 from datamodules.features.lexical import LexicalEncoder
+from datamodules.locks import PidLock
 from datamodules.paths import atomic_write_bytes, atomic_write_text, corpus_dir
+from datamodules.processes import die_with_parent
 from datamodules.utterances import Word, words_from_json
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,7 @@ def write_shard(
     content: str,
     arrays: dict[str, np.ndarray],
     offsets: list[int],
+    skipped: dict[str, str] | None = None,
 ) -> None:
     """Write one shard's arrays (temp + rename), then its index JSON, which marks it done."""
     files = {}
@@ -132,6 +136,8 @@ def write_shard(
             "sha256": hashlib.sha256(data).hexdigest(),
         }
     index = {"ids": ids, "hash": content, "offsets": offsets, "files": files}
+    if skipped:
+        index["skipped"] = skipped
     atomic_write_text(part_dir / f"{_shard_name(i)}.json", json.dumps(index))
 
 
@@ -264,7 +270,16 @@ class _Part:
 
     def info(self) -> dict[str, Any]:
         path = self.dir / "part.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(info, dict):
+                return info
+        except (OSError, ValueError):
+            pass
+        log.warning("%s is corrupt; the part is checked and part.json rebuilt", path)
+        return {}
 
     def todo(self, counts: Counter[str]) -> list[int]:
         """Shards to compute: missing ones, after taking what siblings have; corrupt ones logged."""
@@ -384,15 +399,21 @@ def _optional(value: Any) -> float | None:
 _WORKER: AcousticExtractor | None = None
 
 
-def _init_worker(feature_set: str) -> None:
+def _init_worker(feature_set: str, parent: int | None = None) -> None:
     global _WORKER
+    if parent is not None:  # a pool worker: never outlive a killed parent (no orphaned Smiles)
+        die_with_parent(signal.SIGKILL, parent)
     _WORKER = AcousticExtractor(feature_set)
 
 
-def _extract_one(task: tuple[str, float | None, float | None]) -> np.ndarray:
-    """(path, start_s, end_s) -> (T, 65) float32, in a pool worker with its own Smile."""
+def _extract_one(task: tuple[str, float | None, float | None]) -> np.ndarray | str:
+    """(path, start_s, end_s) -> (T, 65) float32, in a pool worker with its own Smile; a clip
+    that cannot be used (truncated, undecodable, too short) gives the reason instead."""
     assert _WORKER is not None
-    return _WORKER.from_file(*task)
+    try:
+        return _WORKER.from_file(*task)
+    except Exception as exc:  # one bad file must not cost the rest of the corpus
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _pool_map(
@@ -406,22 +427,32 @@ def _pool_map(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(feature_set,)
+        workers, mp_context=context, initializer=_init_worker, initargs=(feature_set, os.getpid())
     )
     try:
         # small chunks keep all workers busy to the end and the progress bar moving
         yield from pool.map(fn, tasks, chunksize=max(1, min(8, len(tasks) // (workers * 8))))
     finally:  # on an interruption, drop the queued files instead of finishing them
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()  # a worker busy on a long file would hold the exit up
+            proc.join(timeout=5)
 
 
-def _write_acoustic_shard(part: _Part, i: int, frames: Sequence[np.ndarray], dim: int) -> None:
-    """Shard i of an acoustic part from each utterance's (T, F) frames."""
+def _write_acoustic_shard(
+    part: _Part,
+    i: int,
+    frames: Sequence[np.ndarray],
+    dim: int,
+    skipped: dict[str, str] | None = None,
+) -> None:
+    """Shard i of an acoustic part from each utterance's (T, F) frames; `skipped` utterances
+    (id -> reason) have no features."""
     offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).tolist()
     stacked = np.concatenate(frames) if len(frames) else np.zeros((0, dim), np.float32)
     content = part.contents[i]
     assert content is not None  # parts being built come from make_parts
-    write_shard(part.dir, i, part.shards[i], content, {"frames": stacked}, offsets)
+    write_shard(part.dir, i, part.shards[i], content, {"frames": stacked}, offsets, skipped)
 
 
 LexicalOut = tuple[np.ndarray, np.ndarray, np.ndarray]  # words (W, D), cls (D,), spans (W, 2)
@@ -492,11 +523,18 @@ def build_acoustic(
         tqdm(total=len(tasks), desc=desc, unit="utt", disable=not progress or not tasks) as bar,
     ):
         for i in todo:
-            frames = []
-            for _ in part.shards[i]:
-                frames.append(next(results))
+            frames, skipped = [], {}
+            for uid in part.shards[i]:
+                out = next(results)
+                if isinstance(out, str):  # kept as 0 frames, listed, and left out by load()
+                    skipped[uid] = out
+                    out = np.zeros((0, dim), np.float32)
+                frames.append(out)
                 bar.update(1)
-            _write_acoustic_shard(part, i, frames, dim)
+            for uid, reason in skipped.items():
+                log.warning("%s: utterance %s skipped: %s", desc, uid, reason)
+            counts["acoustic_skipped"] += len(skipped)
+            _write_acoustic_shard(part, i, frames, dim, skipped)
             counts["acoustic_computed"] += 1
     if not dim:  # every shard linked from a sibling key
         dim = int(part.shard(0)[2]["frames"].shape[1])
@@ -646,7 +684,56 @@ def extract(
             + ("; use modalities=('lexical',) for a text-only corpus" if n_audio == 0 else "")
         )
     parts = make_parts(corpus.dir / key, table, config, shard_size, claim)
+    wanted = [p for n, p in parts.items() if n in modalities or (n == "acoustic" and n_audio)]
+    if all(p.is_complete() for p in wanted) and _meta_current(corpus, key, config, parts):
+        return report  # reading a complete cache writes nothing: a read-only cache serves
     workers = max(1, int(workers or os.cpu_count() or 1))
+    # one extraction per key and shard claim at a time: a second process waits, then reuses
+    # the shards (distinct claims of a sharded run proceed side by side)
+    lock_name = ".extract.lock" if claim == (0, 1) else f".extract-{claim[0]}of{claim[1]}.lock"
+    try:
+        lock = PidLock(corpus.dir / key / lock_name, f"feature cache {corpus.dir / key}")
+        with lock.acquire(
+            wait=True,
+            on_wait=lambda pid: log.warning(
+                "%s: pid %s is extracting it; waiting", corpus.dir / key, pid
+            ),
+        ):
+            _build(
+                corpus,
+                key,
+                config,
+                parts,
+                modalities,
+                n_audio,
+                workers,
+                progress,
+                report,
+                device,
+                claim,
+            )
+    except OSError as exc:
+        raise FeatureError(
+            f"cannot write the feature cache {corpus.dir / key}: "
+            f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or 'no file name'})"
+        ) from exc
+    return report
+
+
+def _build(
+    corpus: PreparedCorpus,
+    key: str,
+    config: FeatureConfig,
+    parts: dict[str, _Part],
+    modalities: Sequence[str],
+    n_audio: int,
+    workers: int,
+    progress: bool,
+    report: ExtractReport,
+    device: str,
+    claim: tuple[int, int],
+) -> None:
+    table = corpus.table
     name = corpus.name if claim == (0, 1) else f"{corpus.name} shard {claim[0]}/{claim[1]}"
     if n_audio and ("acoustic" in modalities or "lexical" in modalities):
         build_acoustic(
@@ -668,7 +755,6 @@ def extract(
     report.complete = all(parts[m].info().get("complete") for m in wanted)
     if report.complete or claim == (0, 1):  # a shard process leaves meta.json to the last one
         _write_meta(corpus, key, config, parts)
-    return report
 
 
 def write_features(
@@ -708,9 +794,28 @@ def write_features(
     return report
 
 
+def _meta_current(
+    corpus: PreparedCorpus, key: str, config: FeatureConfig, parts: dict[str, _Part]
+) -> bool:
+    """True when meta.json already says what `_write_meta` would write."""
+    path = corpus.dir / key / "meta.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == _meta(corpus, key, config, parts)
+    except (OSError, ValueError):
+        return False
+
+
 def _write_meta(
     corpus: PreparedCorpus, key: str, config: FeatureConfig, parts: dict[str, _Part]
 ) -> None:
+    if not _meta_current(corpus, key, config, parts):
+        meta = _meta(corpus, key, config, parts)
+        atomic_write_text(corpus.dir / key / "meta.json", json.dumps(meta, indent=2))
+
+
+def _meta(
+    corpus: PreparedCorpus, key: str, config: FeatureConfig, parts: dict[str, _Part]
+) -> dict[str, Any]:
     infos = {name: p.info() for name, p in parts.items()}
     done = {name: info["hash"] for name, info in infos.items() if info.get("complete")}
     meta = {
@@ -729,7 +834,7 @@ def _write_meta(
         "parts": done,
         "shard_size": SHARD_SIZE,
     }
-    atomic_write_text(corpus.dir / key / "meta.json", json.dumps(meta, indent=2))
+    return json.loads(json.dumps(meta))  # as read back (tuples become lists)
 
 
 def load(
@@ -745,7 +850,14 @@ def load(
             f"no features for corpus '{corpus}' under key '{key}' ({meta_path} is missing); "
             f"run `python -m experiments.features {corpus}`"
         )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta["parts"].items()
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FeatureError(
+            f"feature cache {meta_path} is corrupt ({exc}); extract rebuilds it: "
+            f"`python -m experiments.features {corpus}`"
+        ) from exc
     ids: list[str] | None = None
     features = Features(ids=[], meta=meta)
     for name in modalities:
@@ -754,8 +866,7 @@ def load(
                 f"corpus '{corpus}', key '{key}': no {name} features "
                 f"(extract with modalities including '{name}')"
             )
-        info_path = key_dir / name / "part.json"
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        info = _Part(name, key_dir / name, "", [], []).info()  # {} when missing or corrupt
         if info.get("hash") != meta["parts"][name] or not info.get("complete"):
             raise FeatureError(f"feature cache {key_dir / name} is incomplete; run extract again")
         shards = []
@@ -767,7 +878,10 @@ def load(
         for s_ids, index, arrays in part.arrays():
             off = index["offsets"]
             part_ids += s_ids
+            skipped = index.get("skipped") or {}
             for j, uid in enumerate(s_ids):
+                if uid in skipped:  # a bad clip: no features (the datamodule leaves it out)
+                    continue
                 if name == "acoustic":
                     features.acoustic[uid] = arrays["frames"][off[j] : off[j + 1]]
                 else:

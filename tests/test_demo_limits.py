@@ -1,0 +1,136 @@
+"""Demo backend under hostile input (issue #15): duration cap, silence, model field, queue, LRU,
+windows, playback files. A stand-in predictor replaces the model: these are the backend's rules."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from experiments import demo
+from experiments.inference import Prediction
+
+SR = 16_000
+
+
+class FakePredictor:
+    loaded: list[Path] = []
+    calls: list[int] = []
+    delay = 0.0
+
+    def __init__(self, ckpt, fallback=None, asr="none", runs_dir=None) -> None:
+        FakePredictor.loaded.append(Path(ckpt))
+        self.load_ms = 1.0
+
+    def predict_waveform(self, x, name, transcript=None, timings=None, progress=None):
+        FakePredictor.calls.append(len(x))
+        time.sleep(FakePredictor.delay)
+        return Prediction(name, "", [], "hap", {"hap": 0.7, "sad": 0.3}, "acoustic", "x", False,
+                          "", len(x) / SR, 0.01, {"acoustic": [len(x) // 160, 65]}, {},
+                          {"acoustic": [1.0 / max(1, len(x) // 160)] * (len(x) // 160)})  # fmt: skip
+
+
+@pytest.fixture
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> demo.DemoBackend:
+    runs = tmp_path / "runs"
+    ckpts = [runs / n / "checkpoints" / "best.ckpt" for n in ("a", "b", "c")]
+    for c in ckpts:
+        c.parent.mkdir(parents=True)
+        c.write_bytes(b"x")
+    menu = [demo.ModelChoice(str(c), c.parent.parent.name, "acoustic", c) for c in ckpts]
+    monkeypatch.setattr(demo, "available_models", lambda _runs: menu)
+    monkeypatch.setattr(demo, "Predictor", FakePredictor)
+    monkeypatch.setattr(demo, "checkpoint_record", lambda _c: {"architecture": "acoustic"})
+    FakePredictor.loaded, FakePredictor.calls, FakePredictor.delay = [], [], 0.0
+    b = demo.DemoBackend(runs, max_upload_mb=50, asr="none", max_duration_s=60, queue_limit=1)
+    yield b
+    b.close()
+
+
+def speech(path: Path, seconds: float) -> Path:
+    t = np.arange(int(seconds * SR)) / SR
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR)
+    return path
+
+
+def test_audio_over_the_duration_cap_is_refused(backend, tmp_path: Path) -> None:
+    with pytest.raises(demo.DemoError, match=r"long\.wav: 61\.0 s of audio is over .* 60 s limit"):
+        backend.predict("acoustic", speech(tmp_path / "long.wav", 61))
+    assert FakePredictor.calls == []  # refused from the header, before decoding
+
+
+def test_silence_is_no_speech_not_a_label(backend, tmp_path: Path) -> None:
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.random.default_rng(0).normal(0, 1e-4, SR * 2).astype(np.float32), SR)
+    with pytest.raises(demo.DemoError, match="quiet.wav: no speech detected"):
+        backend.predict("acoustic", quiet)
+    assert FakePredictor.calls == []
+
+
+def test_model_field_takes_only_menu_names(backend, tmp_path: Path, monkeypatch) -> None:
+    touched: list[str] = []
+    real = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda p: touched.append(str(p)) or real(p))
+    clip = speech(tmp_path / "ok.wav", 1)
+    secret = tmp_path / "elsewhere" / "best.ckpt"
+    secret.parent.mkdir()
+    secret.write_bytes(b"x")
+    for key in (str(secret), "../../etc/passwd", "/dev/zero", "builtin:../../x"):
+        with pytest.raises(demo.DemoError, match="unknown model"):
+            backend.predict(key, clip)
+    assert not [t for t in touched if "elsewhere" in t or "passwd" in t or "zero" in t]
+    assert FakePredictor.loaded == []
+
+
+def test_loaded_models_are_bounded_lru(backend, tmp_path: Path) -> None:
+    clip = speech(tmp_path / "ok.wav", 1)
+    keys = [c.key for c in demo.available_models(backend.runs_dir)]
+    for key in (keys[0], keys[1], keys[0], keys[2]):
+        backend.predict(key, clip)
+    assert list(backend._predictors) == [Path(keys[0]), Path(keys[2])]  # b was least recent
+    assert len(FakePredictor.loaded) == 3
+
+
+def test_one_request_per_model_and_a_bounded_queue(backend, tmp_path: Path) -> None:
+    clip = speech(tmp_path / "ok.wav", 1)
+    key = demo.available_models(backend.runs_dir)[0].key
+    FakePredictor.delay = 1.0
+    results: list[str] = []
+
+    def ask() -> None:
+        try:
+            backend.predict(key, clip)
+            results.append("ok")
+        except demo.DemoError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert results.count("ok") == 2  # one running, one waiting (queue_limit=1)
+    assert sum("busy" in r for r in results) == 2
+
+
+def test_long_audio_is_predicted_in_windows(backend, tmp_path: Path) -> None:
+    key = demo.available_models(backend.runs_dir)[0].key
+    pred, _, _ = backend.predict(key, speech(tmp_path / "50s.wav", 50))
+    assert max(FakePredictor.calls) <= demo.WINDOW_S * SR and len(FakePredictor.calls) == 2
+    assert pred.duration_s == 50 and "2 windows" in pred.note
+    assert sum(pred.probabilities.values()) == pytest.approx(1.0)
+
+
+def test_playback_files_are_bounded_and_removed_at_close(backend, tmp_path: Path) -> None:
+    clip = speech(tmp_path / "ok.wav", 0.5)
+    key = demo.available_models(backend.runs_dir)[0].key
+    for _ in range(demo.KEEP_PLAYBACK + 3):
+        backend.predict(key, clip)
+    assert len(list(backend.playback_dir.glob("*.wav"))) == demo.KEEP_PLAYBACK
+    backend.close()
+    assert not backend.playback_dir.exists()
