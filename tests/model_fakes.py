@@ -91,6 +91,7 @@ class FakeDataModule(pl.LightningDataModule):
             return
         self.class_names = ["ang", "hap", "sad"]
         self.num_classes, self.acoustic_dim, self.lexical_dim = 3, 6, 5
+        self.acoustic_layers = 1
         self.feature_key = "fake-key"
         items = synthetic_items(60, 3, self.acoustic_dim, self.lexical_dim, self.hparams.seed)
         self.parts = {"train": items[:36], "val": items[36:48], "test": items[48:]}

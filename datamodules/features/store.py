@@ -364,9 +364,15 @@ def make_parts(
     `shard_size` None: the size an existing part was written with, else `SHARD_SIZE`.
     """
     if shard_size is None:
-        info = key_dir / "acoustic" / "part.json"
-        info = info if info.is_file() else key_dir / "lexical" / "part.json"
-        stored = json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+        stored: dict[str, Any] = {}
+        for name in ("acoustic", "lexical"):
+            try:
+                value = json.loads((key_dir / name / "part.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # missing or corrupt: the part rebuilds it (_Part.info says so)
+            if isinstance(value, dict) and value.get("shard_size"):
+                stored = value
+                break
         shard_size = int(stored.get("shard_size") or SHARD_SIZE)
     if shard_size < 1:
         raise FeatureError(f"shard_size must be >= 1, got {shard_size}")
