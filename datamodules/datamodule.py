@@ -29,7 +29,7 @@ from datamodules.corpus import PreparedCorpus
 from datamodules.dataset import UtteranceDataset, collate
 from datamodules.normalization import NORMALIZATIONS, Normalizer
 from datamodules.sampling import BucketBatchSampler, EpochSampler
-from datamodules.splits import PARTS, load_or_create_split
+from datamodules.splits import DEFAULT_FOLDS, PARTS, load_or_create_split
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -91,8 +91,11 @@ class EmotionDataModule(pl.LightningDataModule):
     def __init__(
         self,
         corpus: str = "builtin",
-        protocol: Literal["sd8020", "loso", "lospko", "speakers", "official"] = "sd8020",
+        protocol: Literal[
+            "sd8020", "loso", "lospko", "speakers", "official", "speaker_kfold"
+        ] = "sd8020",
         fold: int = 0,
+        folds: int = DEFAULT_FOLDS,
         test_speakers: list[str] | None = None,
         val_speakers: list[str] | None = None,
         modalities: list[str] = ["acoustic", "lexical"],  # noqa: B006 (jsonargparse reads it)
@@ -129,6 +132,7 @@ class EmotionDataModule(pl.LightningDataModule):
         self.corpus = corpus
         self.protocol = protocol
         self.fold = fold
+        self.folds = folds
         self.test_speakers = list(test_speakers) if test_speakers else None
         self.val_speakers = list(val_speakers) if val_speakers else None
         self.modalities = [m for m in MODALITIES if m in modalities]
@@ -190,6 +194,7 @@ class EmotionDataModule(pl.LightningDataModule):
             self.seed,
             self.test_speakers,
             self.val_speakers,
+            folds=self.folds,
         )
         self.feature_config = self._feature_config()
         self.feature_key = FEATURES.key(corpus, self.feature_config)
@@ -388,6 +393,7 @@ class EmotionDataModule(pl.LightningDataModule):
             "corpus": self.corpus,
             "protocol": self.protocol,
             "fold": self.fold,
+            "folds": self.folds,
             "seed": self.seed,
             "test_speakers": list(self.test_speakers or []),
             "val_speakers": list(self.val_speakers or []),

@@ -12,6 +12,11 @@ Protocols (`fold` picks one of `n_folds(table, protocol)` folds; `seed` fixes ev
   else one training speaker drawn by (seed, fold).
 - `speakers`: explicit `test_speakers` (a fixed hold-out); val is `val_speakers` or one training
   speaker drawn by seed.
+- `speaker_kfold`: k-fold speaker-group cross-validation (`folds` K, default 5) for corpora
+  without IEMOCAP's sessions: the speakers are dealt into K groups by a seeded shuffle, balanced
+  by gender where the table has a `gender` column (each gender dealt round-robin, continuing
+  where the previous left off, so group sizes differ by at most one). Fold k tests group k; val
+  is several training speakers, never one: max(2, 15% of them), alternating genders.
 - `official`: the corpus's own partition, from the reader's `partition` column (train,
   val/dev/development, test); with several test sets (MSP-Podcast's test1, test2) fold k is the
   k-th. Rows of other values (or of the other test sets) are left out.
@@ -41,9 +46,12 @@ from datamodules.paths import atomic_write_text, corpus_dir
 
 log = logging.getLogger(__name__)
 
-Protocol = Literal["sd8020", "loso", "lospko", "speakers", "official"]
-PROTOCOLS: tuple[str, ...] = ("sd8020", "loso", "lospko", "speakers", "official")
-SPEAKER_INDEPENDENT: tuple[str, ...] = ("loso", "lospko", "speakers")
+Protocol = Literal["sd8020", "loso", "lospko", "speakers", "official", "speaker_kfold"]
+PROTOCOLS: tuple[str, ...] = ("sd8020", "loso", "lospko", "speakers", "official", "speaker_kfold")
+SPEAKER_INDEPENDENT: tuple[str, ...] = ("loso", "lospko", "speakers", "speaker_kfold")
+DEFAULT_FOLDS = 5
+VAL_SPEAKER_FRACTION = 0.15  # speaker_kfold: share of the training speakers held for val
+MIN_VAL_SPEAKERS = 2
 PARTS: tuple[str, ...] = ("train", "val", "test")
 TEST_FRACTION = 0.2
 
@@ -56,9 +64,12 @@ class SplitLeakError(SplitError):
     """A speaker of the test part appears in train or val of a speaker-independent split."""
 
 
-def n_folds(table: pd.DataFrame, protocol: str) -> int:
-    """Number of folds of `protocol` on this table (sessions for loso, speakers for lospko)."""
+def n_folds(table: pd.DataFrame, protocol: str, folds: int = DEFAULT_FOLDS) -> int:
+    """Number of folds of `protocol` on this table (sessions for loso, speakers for lospko,
+    `folds` for speaker_kfold)."""
     _check_protocol(protocol)
+    if protocol == "speaker_kfold":
+        return len(speaker_groups(table, folds, seed=0))
     if protocol == "loso":
         return int(table["session"].nunique())
     if protocol == "lospko":
@@ -76,6 +87,7 @@ def make_split(
     test_speakers: Sequence[str] | None = None,
     val_speakers: Sequence[str] | None = None,
     val_fraction: float = 0.1,
+    folds: int = DEFAULT_FOLDS,
 ) -> dict[str, list[str]]:
     """Split the utterance ids of `table` into train/val/test lists (each sorted)."""
     _check_protocol(protocol)
@@ -99,7 +111,17 @@ def make_split(
         rest, test = _stratified(table, TEST_FRACTION, rng)
         train, val = _stratified(table[table["utterance_id"].isin(rest)], val_fraction, rng)
     else:
-        test_spk = _test_speakers(table, protocol, fold, test_speakers)
+        if protocol == "speaker_kfold":
+            if test_speakers:
+                raise SplitError(
+                    "speaker_kfold draws its test groups: test_speakers does not apply"
+                )
+            groups = speaker_groups(table, folds, seed)
+            if not 0 <= fold < len(groups):
+                raise SplitError(f"speaker_kfold has {len(groups)} folds; got fold {fold}")
+            test_spk = set(groups[fold])
+        else:
+            test_spk = _test_speakers(table, protocol, fold, test_speakers)
         val_spk = _val_speakers(table, protocol, test_spk, val_speakers, rng)
         speakers = table["speaker"]
         test = table.loc[speakers.isin(test_spk), "utterance_id"].tolist()
@@ -164,9 +186,12 @@ def split_path(
     test_speakers: Sequence[str] | None = None,
     val_speakers: Sequence[str] | None = None,
     val_fraction: float = 0.1,
+    folds: int = DEFAULT_FOLDS,
 ) -> Path:
-    """`cache/<corpus>/splits/<protocol>-seed<S>[-spk..][-val..][-vf..]/fold<K>.json`."""
+    """`cache/<corpus>/splits/<protocol>[-k<K>]-seed<S>[-spk..][-val..][-vf..]/fold<K>.json`."""
     name = f"{protocol}-seed{seed}"
+    if protocol == "speaker_kfold":
+        name = f"{protocol}-k{folds}-seed{seed}"
     if protocol == "speakers" and test_speakers:
         name += "-spk" + _speaker_tag(test_speakers)
     if val_speakers:
@@ -184,12 +209,13 @@ def load_or_create_split(
     test_speakers: Sequence[str] | None = None,
     val_speakers: Sequence[str] | None = None,
     val_fraction: float = 0.1,
+    folds: int = DEFAULT_FOLDS,
 ) -> dict[str, list[str]]:
     """Read the split file of these settings (checked against the table), or make and write it."""
     prepared = as_corpus(corpus)
     table = prepared.table
     path = split_path(
-        prepared.name, protocol, fold, seed, test_speakers, val_speakers, val_fraction
+        prepared.name, protocol, fold, seed, test_speakers, val_speakers, val_fraction, folds
     )
     if path.is_file():
         try:
@@ -199,7 +225,14 @@ def load_or_create_split(
             raise SplitError(f"cannot read split file {path}: {exc}; delete it") from exc
         in_file = {u for part in PARTS for u in split[part]}
         in_table = set(table["utterance_id"])
-        if in_file == in_table:
+        drawn_for = data.get("table_sha256")
+        table_sha = _split_hash(table)
+        # a protocol may leave rows out (official: the other test sets), so the table's hash
+        # decides where the file records it; older files are compared by their id set
+        current = in_file <= in_table and (
+            drawn_for == table_sha if drawn_for else in_file == in_table
+        )
+        if current:
             check_split(table, split, protocol, source=f"split file {path}")
             return split
         # the corpus was prepared again with other utterances: never reuse a stale split
@@ -210,12 +243,16 @@ def load_or_create_split(
         )
         log.warning(message)
         print(f"warning: {message}", file=sys.stderr)
-    split = make_split(table, protocol, fold, seed, test_speakers, val_speakers, val_fraction)
+    split = make_split(
+        table, protocol, fold, seed, test_speakers, val_speakers, val_fraction, folds
+    )
     record: dict[str, Any] = {
         "corpus": prepared.name,
+        "table_sha256": _split_hash(table),
         "protocol": protocol,
         "fold": fold,
         "seed": seed,
+        "folds": folds if protocol == "speaker_kfold" else None,
         "test_speakers": list(test_speakers or []),
         "val_speakers": list(val_speakers or []),
         "val_fraction": val_fraction,
@@ -226,6 +263,17 @@ def load_or_create_split(
     atomic_write_text(path, json.dumps(record, indent=1))
     log.info("wrote split %s (%s)", path, record["counts"])
     return split
+
+
+def _split_hash(table: pd.DataFrame) -> str:
+    """Hash of what a split depends on: ids, speakers, sessions, labels, genders, partition."""
+    columns = [
+        c
+        for c in ("utterance_id", "speaker", "session", "label", "gender", PARTITION)
+        if c in table
+    ]
+    text = table[columns].astype(str).to_csv(index=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _check_protocol(protocol: str) -> None:
@@ -301,9 +349,54 @@ def _val_speakers(
             if len(mates) == 2:
                 return mates - test_spk
     candidates = sorted(set(table["speaker"]) - test_spk)
+    if protocol == "speaker_kfold" and len(candidates) > MIN_VAL_SPEAKERS:
+        n_val = max(MIN_VAL_SPEAKERS, int(round(VAL_SPEAKER_FRACTION * len(candidates))))
+        by_gender = _by_gender(table, candidates)
+        queues = [list(rng.permutation(spk)) for _, spk in sorted(by_gender.items())]
+        start = int(rng.integers(len(queues)))
+        queues = queues[start:] + queues[:start]
+        interleaved = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+        return {str(s) for s in interleaved[:n_val]}
     if len(candidates) < 2:
         return set()
     return {candidates[int(rng.integers(len(candidates)))]}
+
+
+def speaker_groups(table: pd.DataFrame, folds: int, seed: int = 0) -> list[list[str]]:
+    """The `folds` test groups of speaker_kfold: speakers dealt after a seeded shuffle, each
+    gender in turn (continuing round-robin where the previous one stopped), so every group
+    gets its share of each gender and group sizes differ by at most one."""
+    speakers = sorted(table["speaker"].astype(str).unique())
+    if folds < 2:
+        raise SplitError(f"speaker_kfold needs folds >= 2, got {folds}")
+    if folds > len(speakers):
+        raise SplitError(
+            f"speaker_kfold with {folds} folds needs at least {folds} speakers; the corpus has "
+            f"{len(speakers)}: use fewer folds or lospko"
+        )
+    rng = np.random.default_rng([seed, folds, _protocol_code("speaker_kfold")])
+    groups: list[list[str]] = [[] for _ in range(folds)]
+    slot = 0
+    for _, members in sorted(_by_gender(table, speakers).items()):
+        for speaker in rng.permutation(members):
+            groups[slot % folds].append(str(speaker))
+            slot += 1
+    return [sorted(g) for g in groups]
+
+
+def _by_gender(table: pd.DataFrame, speakers: Sequence[str]) -> dict[str, list[str]]:
+    """Speakers by the table's `gender` (the most frequent value per speaker; "" if none)."""
+    if "gender" not in table:
+        return {"": sorted(speakers)}
+    gender = (
+        table.assign(gender=table["gender"].fillna("").astype(str).str.strip().str.lower())
+        .groupby(table["speaker"].astype(str))["gender"]
+        .agg(lambda g: g.mode().iloc[0] if len(g.mode()) else "")
+    )
+    out: dict[str, list[str]] = {}
+    for speaker in sorted(speakers):
+        out.setdefault(str(gender.get(speaker, "")), []).append(speaker)
+    return out
 
 
 PARTITION = "partition"  # the reader's column of the official split

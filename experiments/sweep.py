@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 import yaml
 
 from datamodules.processes import child_setup
-from datamodules.splits import SplitError
+from datamodules.splits import DEFAULT_FOLDS, SplitError
 from datamodules.splits import n_folds as split_folds
 from datamodules.utterances import REPO_ROOT, CorpusError, atomic_write_text, read_table
 
@@ -172,10 +172,11 @@ def override(spec: SweepSpec, values: dict[str, Any]) -> SweepSpec:
     return SweepSpec(spec.name, spec.method, spec.metric, params, spec.run_cap, spec.seed, spec.raw)
 
 
-def n_folds(corpus: str, protocol: str) -> int:
-    """Number of folds of `protocol` on a prepared corpus (sessions for loso, speakers for lospko)."""
+def n_folds(corpus: str, protocol: str, folds: int = DEFAULT_FOLDS) -> int:
+    """Number of folds of `protocol` on a prepared corpus (sessions for loso, speakers for
+    lospko, `data.folds` for speaker_kfold)."""
     try:
-        return int(split_folds(read_table(corpus), protocol))
+        return int(split_folds(read_table(corpus), protocol, folds))
     except SplitError as exc:
         raise SweepError(f"data.protocol '{protocol}' on corpus '{corpus}': {exc}") from exc
 
@@ -217,10 +218,11 @@ def _combinations(spec: SweepSpec) -> list[dict[str, Any]]:
     ]
 
 
-def expand(spec: SweepSpec, fold_count: Callable[[str], int] | None = None) -> list[RunSpec]:
+def expand(spec: SweepSpec, fold_count: Callable[[str, int], int] | None = None) -> list[RunSpec]:
     """All runs of a sweep: grid product or `run_cap` seeded samples, `data.fold: all` expanded.
 
-    `fold_count(protocol)` gives the number of folds; it is only asked when a fold is `all`.
+    `fold_count(protocol, folds)` gives the number of folds (`folds`: the run's `data.folds`);
+    it is only asked when a fold is `all`.
     """
     swept = [k for k, s in spec.parameters.items() if "value" not in s]
     runs: list[RunSpec] = []
@@ -231,7 +233,8 @@ def expand(spec: SweepSpec, fold_count: Callable[[str], int] | None = None) -> l
             if fold_count is None:
                 raise SweepError("data.fold is 'all' but no corpus was given to count folds")
             protocol = str(combo.get("data.protocol", "sd8020"))
-            folds = list(range(fold_count(protocol)))
+            k = int(combo.get("data.folds", DEFAULT_FOLDS))
+            folds = list(range(fold_count(protocol, k)))
         for fold in folds:
             params = dict(combo)
             if fold is not None:
@@ -587,10 +590,10 @@ def build_runs(
     spec = override(spec, values)
     corpus_name = spec.parameters.get("data.corpus", {}).get("value")
 
-    def fold_count(protocol: str) -> int:
+    def fold_count(protocol: str, folds: int) -> int:
         if not corpus_name:
             raise SweepError("data.fold: all needs a corpus (--corpus NAME)")
-        return n_folds(str(corpus_name), protocol)
+        return n_folds(str(corpus_name), protocol, folds)
 
     return spec, expand(spec, fold_count)
 

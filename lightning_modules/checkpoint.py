@@ -62,6 +62,7 @@ def build_record(
         "corpus",
         "protocol",
         "fold",
+        "folds",
         "seed",
         "test_speakers",
         "val_speakers",
