@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,12 +13,15 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
+from lightning_modules.augment import FrameMasking, WeightAverage, drop_modality
 from lightning_modules.checkpoint import RECORD_KEY, build_record, model_init_args
 from lightning_modules.metrics import build_metrics, class_names_or_default, summarize
 from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
 from lightning_modules.predictions import PredictionCollector, Predictions
 
 SCHEDULERS = ("none", "cosine", "plateau")
+SMOOTHING = 0.6  # val/ua_smooth = 0.6 * previous + 0.4 * this epoch (an exponential average)
+EMA_KEY = "ser_ema"  # checkpoint key of the live weights of an EMA run
 STAGES = ("train", "val", "test")
 
 
@@ -46,12 +50,25 @@ class EmotionClassifier(pl.LightningModule):
         scheduler: str = "none",
         warmup_epochs: int = 0,
         class_weighting: bool = False,
+        time_masks: int = 0,
+        time_width: float = 0.1,
+        feature_masks: int = 0,
+        feature_width: int = 8,
+        frame_dropout: float = 0.0,
+        modality_dropout: float = 0.0,
+        ema_decay: float = 0.0,
         num_classes: int = 4,
         acoustic_dim: int = 65,
         acoustic_layers: int = 1,
         lexical_dim: int = 384,
         class_names: list[str] | None = None,
     ) -> None:
+        """Recipe switches (training only, all off by default): `time_masks`/`time_width`,
+        `feature_masks`/`feature_width` and `frame_dropout` mask acoustic frames (SpecAugment,
+        `lightning_modules.augment`); `modality_dropout` zeroes one modality of an item of a
+        two-modality model; `ema_decay` > 0 validates, tests and saves an exponential moving
+        average of the weights. `val/ua_smooth` (an average of val/ua over epochs) is logged
+        for checkpoint selection on small val sets."""
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ModelConfigError(
@@ -76,6 +93,21 @@ class EmotionClassifier(pl.LightningModule):
             sequence_encoder,
             acoustic_layers,
         )
+        try:
+            self.frame_masking = FrameMasking(
+                time_masks, time_width, feature_masks, feature_width, frame_dropout
+            )
+        except ValueError as exc:
+            raise ModelConfigError(f"model: {exc}") from exc
+        if not 0.0 <= modality_dropout < 1.0 or not 0.0 <= ema_decay < 1.0:
+            raise ModelConfigError(
+                "model.modality_dropout and model.ema_decay must be in [0, 1); got "
+                f"{modality_dropout}, {ema_decay}"
+            )
+        self.modality_dropout, self.ema_decay = modality_dropout, ema_decay
+        self.ema: WeightAverage | None = None
+        self._ema_resume: dict[str, Any] | None = None
+        self._ua_smooth: float | None = None
         # A buffer so that a class-weighted model's weights travel in its checkpoint.
         self.register_buffer("class_weight", torch.ones(num_classes))
         metrics = build_metrics(num_classes)
@@ -101,7 +133,14 @@ class EmotionClassifier(pl.LightningModule):
             weights = torch.as_tensor(datamodule.class_weights(), dtype=torch.float32)
             self.class_weight.copy_(weights.to(self.class_weight.device))
 
+    def _augment(self, batch: Batch) -> Batch:
+        if batch.acoustic is not None and batch.acoustic_mask is not None:
+            batch = replace(batch, acoustic=self.frame_masking(batch.acoustic, batch.acoustic_mask))
+        return drop_modality(batch, self.modality_dropout)
+
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
+        if stage == "train":
+            batch = self._augment(batch)
         output = self(batch)
         if stage == "test":
             self._collect(batch, output)
@@ -137,6 +176,15 @@ class EmotionClassifier(pl.LightningModule):
         scalars = {f"{stage}/{k}": record[k] for k in ("wa", "ua", "macro_f1", "loss")}
         scalars |= {f"{stage}/acc_{name}": v for name, v in record["per_class"].items()}
         # torchmetrics already reduced these over processes: sync_dist only averages equal values.
+        if stage == "val" and not (self._trainer is not None and self.trainer.sanity_checking):
+            ua = float(record["ua"])
+            smooth = (
+                ua
+                if self._ua_smooth is None
+                else SMOOTHING * self._ua_smooth + (1 - SMOOTHING) * ua
+            )
+            self._ua_smooth = smooth
+            scalars["val/ua_smooth"] = smooth
         self.log_dict(scalars, prog_bar=stage == "val", sync_dist=True)
         metrics.reset()
         loss_mean.reset()
@@ -144,8 +192,28 @@ class EmotionClassifier(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._epoch_end("train")
 
+    def on_fit_start(self) -> None:
+        if self.ema_decay > 0:
+            self.ema = WeightAverage(self, self.ema_decay)
+            if self._ema_resume is not None:  # the average saved with the resumed checkpoint
+                for k, v in self._ema_resume["shadow"].items():
+                    if k in self.ema.shadow:
+                        self.ema.shadow[k].copy_(v)
+                self.ema.steps = int(self._ema_resume["steps"])
+                self._ema_resume = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update()
+
+    def on_validation_epoch_start(self) -> None:
+        if self.ema is not None:
+            self.ema.swap()  # validate the average
+
     def on_validation_epoch_end(self) -> None:
         self._epoch_end("val")
+        if self.ema is not None:
+            self.ema.swap()  # back to the live weights before training (and saving) go on
 
     def on_test_epoch_start(self) -> None:
         self._collector = PredictionCollector()
@@ -212,7 +280,22 @@ class EmotionClassifier(pl.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
         return optimizer
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Resuming an EMA run: train on from the live weights, keep averaging the average.
+        saved = checkpoint.get(EMA_KEY)
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if saved and fitting:
+            shadow = {k: checkpoint["state_dict"][k] for k in saved["live"]}
+            checkpoint["state_dict"].update(saved["live"])
+            self._ema_resume = {"shadow": shadow, "steps": saved["steps"]}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None:
+            # The saved weights are the average (what was validated, and what is tested and
+            # served); the live ones travel beside them for --ckpt_path last.
+            live = {k: checkpoint["state_dict"][k] for k in self.ema.shadow}
+            checkpoint["state_dict"].update({k: v.clone() for k, v in self.ema.shadow.items()})
+            checkpoint[EMA_KEY] = {"live": live, "steps": self.ema.steps}
         # The suite's record (lightning_modules.checkpoint): all prediction needs, plain values.
         args = model_init_args(type(self), dict(self.hparams))
         args["class_names"] = list(self.class_names)

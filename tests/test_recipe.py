@@ -1,0 +1,128 @@
+"""Training-recipe switches do what they claim: masking zeroes frames (never padding), modality
+dropout silences one branch per item, the EMA checkpoint holds averaged weights that differ
+from the live ones, and val/ua_smooth is logged for checkpoint selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from datamodules.batch import Batch
+from lightning_modules.augment import FrameMasking, WeightAverage, drop_modality
+from lightning_modules.model import ModelConfigError
+from lightning_modules.system import EMA_KEY, EmotionClassifier
+from tests.model_fakes import FakeDataModule
+from tests.test_system import tiny_model, trainer
+
+
+def padded(lengths: list[int], t: int = 50, f: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(len(lengths), t, f) + 5.0  # no value is 0 by chance
+    mask = torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]
+    x[~mask] = 7.0  # recognisable padding
+    return x, mask
+
+
+def test_masking_zeroes_real_frames_and_bands_only_in_training() -> None:
+    torch.manual_seed(0)
+    x, mask = padded([50, 30, 10])
+    masking = FrameMasking(time_masks=2, time_width=0.2, feature_masks=2, feature_width=3)
+    masking.train()
+    y = masking(x, mask)
+    zeroed = y == 0
+    assert zeroed.any()
+    assert torch.equal(y[~zeroed], x[~zeroed])  # everything else untouched
+    assert not zeroed[~mask].any() and torch.equal(y[~mask], x[~mask])  # padding untouched
+    # a time mask covers whole frames, at most 2 spans x 20% of the item's length
+    whole = zeroed.all(-1)
+    assert whole.sum(1).le(torch.tensor([20, 12, 4])).all()
+    masking.eval()
+    assert torch.equal(masking(x, mask), x)
+
+
+def test_frame_dropout_rate_and_validation() -> None:
+    torch.manual_seed(0)
+    x, mask = padded([200] * 8, t=200, f=4)
+    y = FrameMasking(frame_dropout=0.25).train()(x, mask)
+    dropped = (y == 0).all(-1).float().mean().item()
+    assert 0.2 < dropped < 0.3
+    with pytest.raises(ValueError, match="frame_dropout"):
+        FrameMasking(frame_dropout=1.0)
+    with pytest.raises(ModelConfigError, match="model"):
+        tiny_model(time_width=0.0)
+
+
+def test_modality_dropout_silences_one_branch_per_item() -> None:
+    torch.manual_seed(0)
+    n = 400
+    batch = Batch(
+        labels=torch.zeros(n, dtype=torch.long),
+        acoustic=torch.ones(n, 5, 3),
+        acoustic_mask=torch.ones(n, 5, dtype=torch.bool),
+        words=torch.ones(n, 4, 2),
+        word_mask=torch.ones(n, 4, dtype=torch.bool),
+        cls=torch.ones(n, 2),
+    )
+    out = drop_modality(batch, 0.5)
+    a_off = (out.acoustic == 0).all(-1).all(-1)
+    w_off = (out.words == 0).all(-1).all(-1)
+    assert not (a_off & w_off).any()  # never both
+    assert torch.equal(w_off, (out.cls == 0).all(-1))
+    assert 0.4 < (a_off | w_off).float().mean().item() < 0.6
+    assert drop_modality(batch, 0.0) is batch
+
+
+def test_weight_average_swap_is_reversible() -> None:
+    net = torch.nn.Linear(3, 2)
+    ema = WeightAverage(net, 0.9)
+    before = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update()
+    live = net.weight.detach().clone()
+    ema.swap()
+    assert not torch.equal(net.weight, live) and not torch.equal(net.weight, before)
+    ema.swap()
+    assert torch.equal(net.weight, live)
+
+
+def test_ema_checkpoint_holds_the_average_and_resume_restores_live(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    dm = FakeDataModule()
+    model = tiny_model(ema_decay=0.9, time_masks=1, frame_dropout=0.1, modality_dropout=0.2)
+    t = trainer(tmp_path, max_epochs=3, log_every_n_steps=1)
+    t.fit(model, datamodule=dm)
+    assert "val/ua_smooth" in t.callback_metrics
+    path = tmp_path / "m.ckpt"
+    t.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    live = ckpt[EMA_KEY]["live"]
+    key = next(k for k in live if k.startswith("net.") and k.endswith("weight"))
+    assert not torch.equal(ckpt["state_dict"][key], live[key])  # averaged != last step's
+    assert torch.equal(live[key], model.state_dict()[key])  # the live weights, unchanged
+    served = EmotionClassifier.load_from_checkpoint(path, weights_only=True)
+    assert torch.equal(served.state_dict()[key], ckpt["state_dict"][key])
+    # resuming trains on from the live weights and keeps the average
+    resumed = tiny_model(ema_decay=0.9)
+    t2 = trainer(tmp_path / "r", max_epochs=4)
+    t2.fit(resumed, datamodule=FakeDataModule(), ckpt_path=path)
+    assert resumed.ema is not None and resumed.ema.steps > ckpt[EMA_KEY]["steps"]
+
+
+def test_smoothed_val_ua_averages_epochs(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = tiny_model()
+    seen: list[tuple[float, float]] = []
+
+    class Record(pl.Callback):
+        def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            m = trainer.callback_metrics
+            if "val/ua_smooth" in m:
+                seen.append((float(m["val/ua"]), float(m["val/ua_smooth"])))
+
+    trainer(tmp_path, max_epochs=4, callbacks=[Record()]).fit(model, datamodule=FakeDataModule())
+    assert len(seen) == 4 and seen[0][1] == pytest.approx(seen[0][0])
+    for (ua, smooth), (_, prev) in zip(seen[1:], seen[:-1], strict=True):
+        assert smooth == pytest.approx(0.6 * prev + 0.4 * ua, abs=1e-6)
