@@ -86,15 +86,15 @@ def _ranks(a: np.ndarray) -> np.ndarray:
 
 def permutation_wilcoxon(d: Sequence[float]) -> tuple[float, float]:
     """(min(W+, W-), exact two-sided p) over all sign assignments of the non-zero `d`'s ranks."""
-    d = np.asarray(d, dtype=np.float64)
-    d = d[d != 0]
-    n = d.size
+    x = np.asarray(d, dtype=np.float64)
+    x = x[x != 0]
+    n = x.size
     if n == 0:
         return 0.0, 1.0
     if n > EXACT_MAX_N:
         raise ValueError(f"permutation_wilcoxon enumerates 2^n; n={n} > {EXACT_MAX_N}")
-    r = _ranks(np.abs(d))
-    w_plus = float(r[d > 0].sum())
+    r = _ranks(np.abs(x))
+    w_plus = float(r[x > 0].sum())
     total = float(r.sum())
     centre = total / 2
     observed = abs(w_plus - centre)
