@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-mpnet system-deps run prepare features train sweep report demo bench test test-all lint clean
+.PHONY: help install install-mpnet system-deps run prepare features train sweep report sync demo bench test test-all lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,8 +34,8 @@ install-mpnet: install  ## optional lexical encoder all-mpnet-base-v2 (--data.en
 run: install  ## the main job: prepare CORPUS (default builtin), features, pooling+fusion sweeps, report
 	$(PY) -m experiments.main --corpus $(CORPUS) $(if $(IEMOCAP_ROOT),--root $(IEMOCAP_ROOT)) $(if $(ROOT),--root $(ROOT))
 
-prepare: install  ## prepare a corpus: make prepare CORPUS=ravdess ROOT=path
-	$(PY) -m experiments.prepare $(CORPUS) $(if $(ROOT),--root $(ROOT))
+prepare: install  ## prepare a corpus: make prepare CORPUS=ravdess ROOT=path [NAME=ravdess4 CLASSES=a,b]
+	$(PY) -m experiments.prepare $(CORPUS) $(if $(ROOT),--root $(ROOT)) $(if $(NAME),--name $(NAME)) $(if $(CLASSES),--classes $(CLASSES))
 
 features: install  ## extract and cache features of a prepared corpus
 	$(PY) -m experiments.features $(CORPUS)
@@ -49,6 +49,12 @@ sweep: install  ## run configs/sweeps/$(SWEEP).yaml on CORPUS
 report: DIR ?= runs/sweeps/$(SWEEP)
 report: install  ## write report.md/results.csv/plots for a sweep folder: make report DIR=runs/sweeps/pooling
 	$(PY) -m experiments.report $(DIR)
+
+sync: DIR ?= runs
+sync: install  ## upload the offline W&B runs under DIR (default runs; each run folder keeps its own wandb/)
+	@found=$$(find $(DIR) -type d -path '*/wandb/offline-run-*' -prune 2>/dev/null | sort); \
+	if [ -z "$$found" ]; then echo "sync: no offline W&B run under $(DIR)"; \
+	else echo "sync: $$(echo "$$found" | wc -l) runs under $(DIR)"; .venv/bin/wandb sync $$found; fi
 
 demo: install  ## the Gradio demo on 127.0.0.1
 	$(PY) -m experiments.demo

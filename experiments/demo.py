@@ -2,8 +2,12 @@
 
     python -m experiments.demo [--host 127.0.0.1] [--port 7860] [--share-on-network] [--runs-dir runs]
 
-Models are the checkpoints found under `--runs-dir`; an architecture with none gets the
-built-in corpus's model, trained on first use into `runs/demo/<architecture>/`. The page binds
+Models are the checkpoints found under `--runs-dir`. Nothing is trained inside a request: at
+start-up, each architecture of `--train` (default acoustic,mmmla) without a checkpoint gets
+the built-in corpus's model, trained into `runs/demo/<architecture>/` with its progress in the
+terminal and in the page's status line, and the default model is loaded and run once on a
+bundled example, so the first real prediction takes the usual time. The menu offers only
+models that exist and says how to make the others. The page binds
 127.0.0.1 unless `--share-on-network` (0.0.0.0) is given; Gradio share links are never made.
 The endpoint `/predict` (audio file, model) -> JSON serves `gradio_client`; its model field
 takes only keys of the server's menu (never a path), and at most `--max-models` models stay
@@ -29,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +57,6 @@ from experiments.inference import (  # noqa: E402
     Predictor,
     checkpoint_record,
     demo_checkpoint,
-    find_fallback,
     read_audio,
 )
 from lightning_modules.architectures import ARCHITECTURES  # noqa: E402
@@ -70,6 +73,7 @@ WINDOW_S = 30.0  # longer clips are predicted in windows of this length (bounded
 VAD_DBFS = -45.0  # 30 ms frames louder than this count as voice activity
 MIN_SPEECH_S = 0.1
 KEEP_PLAYBACK = 16
+STARTUP_MODELS = ("acoustic", "mmmla")  # acoustic: also the fallback of word-based models
 SOURCES = ("Microphone", "Upload a file", "Bundled example")
 
 
@@ -102,16 +106,16 @@ class _Gate:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """One entry of the model menu; `checkpoint` None = the built-in model, not trained yet."""
+    """One entry of the model menu: a checkpoint that exists."""
 
     key: str
     label: str
     architecture: str
-    checkpoint: Path | None
+    checkpoint: Path
 
 
 def available_models(runs_dir: Path) -> list[ModelChoice]:
-    """Every best checkpoint under `runs_dir`, plus a to-be-trained built-in model per missing arch."""
+    """Every best checkpoint under `runs_dir` (MMMLA's first), by architecture."""
     found: list[ModelChoice] = []
     for path in sorted(Path(runs_dir).rglob("checkpoints/best.ckpt")):
         try:
@@ -122,20 +126,17 @@ def available_models(runs_dir: Path) -> list[ModelChoice]:
         arch, corpus = record["architecture"], record["data"].get("corpus") or "?"
         rel = _display_path(path.parent.parent, runs_dir)
         found.append(ModelChoice(str(path), f"{arch} · {rel} ({corpus})", arch, path))
-    have = {c.architecture for c in found}
-    for arch in ARCHITECTURES:
-        if arch not in have:
-            found.append(
-                ModelChoice(
-                    f"{BUILTIN}:{arch}",
-                    f"{arch} · built-in corpus (trained on first use)",
-                    arch,
-                    None,
-                )
-            )
     order = {a: i for i, a in enumerate(ARCHITECTURES)}
-    return sorted(
-        found, key=lambda c: (order.get(c.architecture, 99), c.checkpoint is None, c.label)
+    return sorted(found, key=lambda c: (order.get(c.architecture, 99), c.label))
+
+
+def how_to_make(architecture: str) -> str:
+    """How a user gets a model of `architecture` the demo does not have."""
+    spec = ARCHITECTURES.get(architecture)
+    config = f"configs/{spec.demo_config}.yaml" if spec else "configs/<variant>.yaml"
+    return (
+        f"restart the demo with `--train {architecture}` (trains the built-in corpus's model "
+        f"at start-up) or train one: `make train CONFIG={config}` (or `make run`)"
     )
 
 
@@ -282,6 +283,10 @@ class DemoBackend:
         self._gates: dict[Path, _Gate] = {}
         self._lock = threading.Lock()
         self.playback_dir = Path(tempfile.mkdtemp(prefix="ser-demo-"))
+        # Set when start-up is done; a backend used without `start_up` (tests, scripts) is ready.
+        self.ready = threading.Event()
+        self.status = "ready"
+        self.ready.set()
         atexit.register(self.close)
 
     def close(self) -> None:
@@ -291,10 +296,77 @@ class DemoBackend:
     def choices(self) -> list[ModelChoice]:
         return available_models(self.runs_dir)
 
+    def default_choice(self) -> ModelChoice | None:
+        """MMMLA (the full model) when there is one, else the first model."""
+        choices = self.choices()
+        return next((c for c in choices if c.architecture == "mmmla"), None) or next(
+            iter(choices), None
+        )
+
+    def missing_text(self) -> str:
+        """The menu's note on architectures without a model."""
+        have = {c.architecture for c in self.choices()}
+        missing = [a for a in ARCHITECTURES if a not in have]
+        if not missing:
+            return ""
+        return (
+            f"not available: {', '.join(missing)}; restart with `--train "
+            f"{','.join(missing)}` to train them on the built-in corpus at start-up, or "
+            "`make train CONFIG=configs/<variant>.yaml`"
+        )
+
+    def _say(self, message: str, say: Callable[[str], None]) -> None:
+        if message != self.status:
+            self.status = message
+            say(f"demo: {message}")
+
+    def start_up(
+        self,
+        train: Sequence[str] = STARTUP_MODELS,
+        examples: Sequence[Path] = (),
+        say: Callable[[str], None] = print,
+    ) -> None:
+        """Train the missing `train` models, load the default one and run it once (warm-up).
+
+        Every step is printed (`say`) and kept in `status` for the page; `ready` is set at the
+        end, whatever happened. Requests never train: this is the only place that does.
+        """
+        self.ready.clear()
+        try:
+            have = {c.architecture for c in self.choices()}
+            for arch in train:
+                if arch in have:
+                    continue
+                self._say(f"training the built-in {arch} model ({self.epochs} epochs)", say)
+                train_builtin(arch, self.runs_dir, self.epochs, lambda _f, m: self._say(m, say))
+            choice = self.default_choice()
+            if choice is None:
+                self._say(f"no model under {self.runs_dir}: {how_to_make('mmmla')}", say)
+                return
+            self._say(f"loading {choice.label} and warming it up", say)
+            predictor = self.predictor(choice.checkpoint)
+            if predictor.model.needs_words:
+                try:  # the acoustic fallback answers when the ASR hears no words
+                    predictor.fallback_model()
+                except PredictError as exc:
+                    say(f"demo: {exc}")
+            if examples:  # loads the ASR, the feature extractors and the model
+                predictor.predict_waveform(read_audio(examples[0]), examples[0].name)
+            n = len(self.choices())
+            note = self.missing_text()
+            self._say(f"ready: {n} model{'s' * (n != 1)}" + (f" ({note})" if note else ""), say)
+        except Exception as exc:  # the page stays up and says what went wrong
+            log.exception("start-up failed")
+            self._say(f"start-up failed: {exc}", say)
+        finally:
+            self.ready.set()
+
     def resolve(self, key: str, progress: Callable[[float, str], None] | None = None) -> Path:
-        """A menu key, a checkpoint path or an architecture name -> a checkpoint (trained if needed)."""
+        """A menu key, a checkpoint path or an architecture name -> an existing checkpoint."""
         if not key:
             raise DemoError("choose a model first")
+        if not self.ready.is_set():
+            raise DemoError(f"the demo is still starting ({self.status}); try again shortly")
         if key.startswith(f"{BUILTIN}:"):
             key = key.split(":", 1)[1]
         choices = self.choices()
@@ -302,8 +374,7 @@ class DemoBackend:
             for choice in choices:
                 if choice.architecture == key and choice.checkpoint is not None:
                     return choice.checkpoint
-            with self._lock:  # two requests must not train the same model twice
-                return train_builtin(key, self.runs_dir, self.epochs, progress)
+            raise DemoError(f"no {key} model under {self.runs_dir}: {how_to_make(key)}")
         # only the server's own menu: a request never names a file on the server
         for choice in choices:
             if choice.key == key and choice.checkpoint is not None:
@@ -315,18 +386,15 @@ class DemoBackend:
         )
 
     def predictor(self, ckpt: Path) -> Predictor:
+        """The loaded model of a checkpoint; its acoustic fallback is found (never trained) by
+        `inference.find_fallback` in its run tree, else the demo's built-in acoustic model."""
         with self._lock:
             if ckpt in self._predictors:
                 self._predictors.move_to_end(ckpt)
             else:
                 while len(self._predictors) >= self.max_models:  # least recently used goes
                     self._predictors.popitem(last=False)
-                fallback = None
-                needs_words = ARCHITECTURES[checkpoint_record(ckpt)["architecture"]].needs_words
-                if needs_words and find_fallback(ckpt, self.runs_dir) is None:
-                    # The built-in acoustic model answers when the ASR hears no words.
-                    fallback = train_builtin("acoustic", self.runs_dir, self.epochs)
-                self._predictors[ckpt] = Predictor(ckpt, fallback, self.asr, self.runs_dir)
+                self._predictors[ckpt] = Predictor(ckpt, None, self.asr, self.runs_dir)
             return self._predictors[ckpt]
 
     def check_upload(self, path: str | Path | None) -> Path:
@@ -530,13 +598,24 @@ def build_app(backend: DemoBackend, examples: list[Path]):
     example_names = {p.name: p for p in examples}
 
     def default_model() -> str | None:
-        """MMMLA (the full model) when one is trained, else the first entry."""
-        choices = backend.choices()
-        trained = [c for c in choices if c.checkpoint is not None]
-        for c in trained:
-            if c.architecture == "mmmla":
-                return c.key
-        return (trained or choices)[0].key if choices else None
+        choice = backend.default_choice()
+        return choice.key if choice else None
+
+    def startup_text() -> str:
+        return f"**Status:** {backend.status}"
+
+    def poll_startup():
+        """Until start-up is done: the status line; then the menu as it now is, and stop."""
+        if not backend.ready.is_set():
+            return startup_text(), gr.update(), gr.Timer(active=True)
+        return (
+            startup_text(),
+            gr.update(choices=menu(), value=default_model()),
+            gr.Timer(active=False),
+        )
+
+    def api_status() -> dict:
+        return {"ready": backend.ready.is_set(), "status": backend.status}
 
     def pick_source(source: str):
         return (
@@ -586,6 +665,8 @@ def build_app(backend: DemoBackend, examples: list[Path]):
     with gr.Blocks(title="Speech emotion recognition", analytics_enabled=False) as app:
         gr.Markdown("## Speech emotion recognition\nRecord, upload or pick a clip; the model "
                     "hears its sound and (through Whisper) its words.")  # fmt: skip
+        startup = gr.Markdown(startup_text(), elem_id="startup")
+        poll = gr.Timer(1.0)
         with gr.Row():
             with gr.Column(scale=1):
                 model = gr.Dropdown(menu(), value=default_model(), label="Model")
@@ -637,7 +718,16 @@ def build_app(backend: DemoBackend, examples: list[Path]):
             api_visibility="private",
         )  # fmt: skip
         api_button.click(api_predict, [api_audio, api_model], api_out, api_name="predict")
-        app.load(lambda: gr.update(choices=menu()), None, model, api_visibility="private")
+        poll.tick(poll_startup, None, [startup, model, poll], api_visibility="private")
+        status_button = gr.Button(visible=False)
+        status_out = gr.JSON(visible=False)
+        status_button.click(api_status, None, status_out, api_name="status")
+        app.load(
+            lambda: (startup_text(), gr.update(choices=menu(), value=default_model())),
+            None,
+            [startup, model],
+            api_visibility="private",
+        )
     return app
 
 
@@ -656,6 +746,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queue-limit", type=int, default=DEFAULT_QUEUE_LIMIT,
                    help="requests waiting per model")  # fmt: skip
     p.add_argument("--max-models", type=int, default=DEFAULT_MAX_MODELS, help="models kept loaded")
+    p.add_argument(
+        "--train",
+        default=",".join(STARTUP_MODELS),
+        help="architectures to train on the built-in corpus at start-up when missing "
+        "(comma-separated; '' trains none)",
+    )
     p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
     return p.parse_args(argv)
 
@@ -670,6 +766,11 @@ def main(argv: list[str] | None = None) -> int:
             examples = ensure_examples()
         except Exception as exc:  # the demo still works with uploads and the microphone
             log.warning("no bundled examples: %s", exc)
+    train = [a.strip() for a in args.train.split(",") if a.strip()]
+    unknown = [a for a in train if a not in ARCHITECTURES]
+    if unknown:
+        print(f"error: --train: unknown architecture {', '.join(unknown)}", file=sys.stderr)
+        return 2
     backend = DemoBackend(
         args.runs_dir,
         args.max_upload_mb,
@@ -679,10 +780,12 @@ def main(argv: list[str] | None = None) -> int:
         args.queue_limit,
         args.max_models,
     )
+    backend.ready.clear()  # until start_up below has located, trained and warmed the models
+    backend.status = "starting: looking for models"
     app = build_app(backend, examples)
     app.queue(default_concurrency_limit=1, max_size=max(1, args.queue_limit) * 4)
-    print(f"demo on http://{host}:{args.port}", flush=True)
     try:
+        # The page is up at once and shows the start-up's status line; the terminal too.
         app.launch(
             server_name=host,
             server_port=args.port,
@@ -691,7 +794,12 @@ def main(argv: list[str] | None = None) -> int:
             ssr_mode=False,
             show_error=True,
             inbrowser=False,
+            prevent_thread_lock=True,
         )
+        print(f"demo on http://{host}:{args.port} (starting up)", flush=True)
+        backend.start_up(train, examples, lambda m: print(m, flush=True))
+        print(f"demo on http://{host}:{args.port}: {backend.status}", flush=True)
+        app.block_thread()
     finally:
         backend.close()
     return 0

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.runs import VariantRow  # noqa: E402
+from experiments.runs import RunRecord, VariantRow  # noqa: E402
 from lightning_modules.predictions import Predictions, PredictionsError  # noqa: E402
 
 DPI = 110
@@ -183,7 +183,7 @@ def gate_row(rows: Sequence[VariantRow]) -> VariantRow:
     return max(cands, key=lambda r: r.stats["ua"].mean)
 
 
-def _predictions(row: VariantRow) -> tuple[Any, Predictions]:
+def _predictions(row: VariantRow) -> tuple[RunRecord, Predictions]:
     """The best run of a variant and its predictions file."""
     run = row.best_run()
     try:
@@ -290,9 +290,15 @@ def _clip(row: dict[str, Any]) -> np.ndarray | None:
 
 def attention_figure(row: VariantRow, out: Path, n: int = N_ATTENTION_UTTERANCES) -> Path:
     """Attention over time of a few test utterances of the variant's best run."""
+    return run_attention_figure(*_predictions(row), out, n)
+
+
+def run_attention_figure(
+    run: RunRecord, p: Predictions, out: Path, n: int = N_ATTENTION_UTTERANCES
+) -> Path:
+    """Attention over time of up to n test utterances of one run (`out/attention.png`)."""
     from datamodules.features.store import table_words
 
-    run, p = _predictions(row)
     weights = p.attention.get("acoustic")
     if not weights:
         raise PlotUnavailable(f"{run.run_dir}: its predictions hold no acoustic attention")
@@ -325,7 +331,11 @@ def attention_figure(row: VariantRow, out: Path, n: int = N_ATTENTION_UTTERANCES
 
 def gate_figure(row: VariantRow, out: Path) -> Path:
     """Mean GMU gate value (1 = acoustic, 0 = lexical) per true class, ± sd over utterances."""
-    run, p = _predictions(row)
+    return run_gate_figure(*_predictions(row), out)
+
+
+def run_gate_figure(run: RunRecord, p: Predictions, out: Path) -> Path:
+    """One run's mean GMU gate value per true class (`out/gate.png`)."""
     if p.gate is None:
         raise PlotUnavailable(f"{run.run_dir}: its predictions hold no gate values")
     gate, labels = np.asarray(p.gate), np.asarray(p.labels)

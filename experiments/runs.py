@@ -8,6 +8,7 @@ runs through this module only; nothing here imports the model or the datamodule.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.stats import mean_sd_ci
 from lightning_modules.predictions import FILE_NAME as PREDICTIONS_FILE
 from lightning_modules.predictions import Predictions, read_predictions
 
@@ -62,11 +64,13 @@ class RunRecord:
 
 @dataclass
 class Stat:
-    """Mean ± sd of one figure over `n` runs."""
+    """Mean ± sd of one figure over `n` runs, and its t-based 95% CI (NaN for one run)."""
 
     mean: float
-    sd: float
+    sd: float  # sample sd; 0 for one run (tables print "n=1" then, never "± 0.0")
     n: int
+    ci_low: float = math.nan
+    ci_high: float = math.nan
 
 
 @dataclass
@@ -87,6 +91,21 @@ class VariantRow:
     def label(self) -> str:
         parts = [self.architecture] + [p for p in (self.pooling, self.fusion) if p]
         return " · ".join(parts)
+
+    def budget(self) -> dict[str, Any]:
+        """What the variant's runs cost (from metrics.json "budget"; older runs lack it)."""
+        budgets = [r.metrics.get("budget") or {} for r in self.runs]
+        epochs = [b["epochs_trained"] for b in budgets if _is_number(b.get("epochs_trained"))]
+        params = {b["n_params"] for b in budgets if _is_number(b.get("n_params"))}
+        features = {str(b["feature_set"]) for b in budgets if b.get("feature_set")}
+        hidden = {b["hidden_size"] for b in budgets if b.get("hidden_size") is not None}
+        hidden |= {r.config["hidden_size"] for r in self.runs if r.config.get("hidden_size")}
+        return {
+            "epochs": (min(epochs), float(np.mean(epochs)), max(epochs)) if epochs else None,
+            "n_params": sorted(params),
+            "feature_set": sorted(features),
+            "hidden_size": sorted(hidden),
+        }
 
     def best_run(self) -> RunRecord:
         """The run with the highest UA (ties: the first)."""
@@ -158,10 +177,34 @@ def class_names(runs: Sequence[RunRecord]) -> list[str]:
 
 
 def stat(values: Sequence[float]) -> Stat:
-    """Mean and sample sd (ddof=1; 0 for one value)."""
-    x = np.asarray(values, dtype=np.float64)
-    sd = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
-    return Stat(float(np.mean(x)), sd, len(x))
+    """Mean, sample sd (ddof=1; 0 for one value) and the t-based 95% CI (`stats.mean_sd_ci`)."""
+    s = mean_sd_ci(values)
+    return Stat(s.mean, 0.0 if s.n == 1 else s.sd, s.n, s.ci_low, s.ci_high)
+
+
+def pair_key(run: RunRecord) -> tuple[str, str]:
+    """What pairs runs of two variants: the same fold (and the same seed)."""
+    return (_text(run.config.get("fold")), _text(run.config.get("seed")))
+
+
+def paired_values(
+    a: VariantRow, b: VariantRow, col: str = "ua"
+) -> tuple[list[float], list[float], list[tuple[str, str]]]:
+    """`col` of the runs of `a` and `b` matched by (fold, seed); unmatched runs are left out."""
+    va = {pair_key(r): r.values().get(col) for r in a.runs}
+    vb = {pair_key(r): r.values().get(col) for r in b.runs}
+    keys = sorted(k for k in va.keys() & vb.keys() if va[k] is not None and vb[k] is not None)
+    return [float(va[k]) for k in keys], [float(vb[k]) for k in keys], keys  # type: ignore[arg-type]
+
+
+def per_fold(row: VariantRow, col: str = "ua") -> dict[str, Stat]:
+    """`col` per fold of a variant: the mean (± sd) over that fold's seeds."""
+    values: dict[str, list[float]] = {}
+    for run in row.runs:
+        v = run.values().get(col)
+        if v is not None:
+            values.setdefault(_text(run.config.get("fold")), []).append(v)
+    return {fold: stat(v) for fold, v in values.items()}
 
 
 def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
@@ -197,16 +240,31 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
     return rows, columns
 
 
+def display_decimals(col: str) -> tuple[float, int]:
+    """(scale, decimals) a column is shown with: loss as is to 3 places, the rest in % to 1."""
+    return (1.0, 3) if col == "loss" else (100.0, 1)
+
+
 def best_rows(rows: Sequence[VariantRow], columns: Sequence[str]) -> dict[str, set[int]]:
-    """For each column, the indices of the rows with the best mean (min loss, max others)."""
+    """For each column, every row whose shown mean ties the best (min loss, max others).
+
+    Means are compared as printed (`display_decimals`): rows that read the same are all
+    marked, so a reader never sees one of two equal figures in bold. A column with a single
+    row has nothing to compare and marks none.
+    """
     lower = {k for k, _, higher in HEADLINE if not higher}
     best: dict[str, set[int]] = {}
     for col in columns:
-        means = {i: r.stats[col].mean for i, r in enumerate(rows) if col in r.stats}
-        if not means:
+        scale, decimals = display_decimals(col)
+        shown = {
+            i: round(scale * r.stats[col].mean, decimals)
+            for i, r in enumerate(rows)
+            if col in r.stats
+        }
+        if len(shown) < 2:
             continue
-        target = min(means.values()) if col in lower else max(means.values())
-        best[col] = {i for i, m in means.items() if np.isclose(m, target, rtol=0, atol=1e-12)}
+        target = min(shown.values()) if col in lower else max(shown.values())
+        best[col] = {i for i, m in shown.items() if m == target}
     return best
 
 

@@ -520,8 +520,12 @@ def wandb_server() -> str | None:
         return None
 
 
-def wandb_yaml(spec: SweepSpec, runs: Sequence[RunSpec]) -> dict[str, Any]:
-    """The sweep for `wandb sweep`: folds and command-line overrides resolved to values."""
+def wandb_yaml(spec: SweepSpec, runs: Sequence[RunSpec], out: Path | None = None) -> dict[str, Any]:
+    """The sweep for `wandb sweep`: folds and command-line overrides resolved to values.
+
+    With `out`, every agent run writes under `out/<WANDB_RUN_ID>/` (the trainer appends the
+    run id the agent sets; see `experiments.train.EmotionCLI.before_instantiate_classes`).
+    """
     raw = {k: v for k, v in spec.raw.items() if k not in ("run_cap",) or spec.method == "random"}
     params = dict(spec.parameters)
     for key in {k for r in runs for k in r.params}:
@@ -536,6 +540,8 @@ def wandb_yaml(spec: SweepSpec, runs: Sequence[RunSpec]) -> dict[str, Any]:
             params["config"] = {"values": [config_path(str(v)) for v in spec_c["values"]]}
         else:
             params["config"] = {"value": config_path(str(spec_c["value"]))}
+    if out is not None:
+        params["trainer.default_root_dir"] = {"value": str(out)}
     raw["parameters"] = params
     return raw
 
@@ -544,7 +550,7 @@ def run_wandb_agent(spec: SweepSpec, runs: Sequence[RunSpec], out: Path) -> int:
     """Register the resolved sweep with `wandb sweep` and run `wandb agent` on it."""
     out.mkdir(parents=True, exist_ok=True)
     resolved = out / "wandb_sweep.yaml"
-    atomic_write_text(resolved, yaml.safe_dump(wandb_yaml(spec, runs), sort_keys=False))
+    atomic_write_text(resolved, yaml.safe_dump(wandb_yaml(spec, runs, out), sort_keys=False))
     wandb_bin = str(Path(sys.executable).with_name("wandb"))
     if not Path(wandb_bin).exists():
         wandb_bin = "wandb"

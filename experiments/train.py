@@ -22,6 +22,7 @@ import csv
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,9 @@ RECORD_DATA_KEYS = (
     "word_pooling",
     "acoustic_features",
 )
+# Values W&B keeps as each run's best: the summary shows these, not the last epoch's.
+BEST_SUMMARIES = {"val/ua": "max", "val/wa": "max", "val/macro_f1": "max", "val/loss": "min"}
+N_FIGURE_UTTERANCES = 3  # test utterances per attention figure logged to W&B
 
 
 class RunError(Exception):
@@ -129,6 +133,12 @@ class EmotionCLI(LightningCLI):
         parser.add_argument(
             "--wandb", type=bool, default=True, help="also log to W&B (offline by default)"
         )
+        parser.add_argument(
+            "--wandb_log_model",
+            type=bool,
+            default=False,
+            help="also log checkpoints/best.ckpt to W&B as a 'model' artifact",
+        )
         # Callbacks as their own groups: `--early_stopping.patience 5` and a config
         # `checkpoint:` block (values in configs/defaults.yaml; monitor val/ua).
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -140,6 +150,21 @@ class EmotionCLI(LightningCLI):
             parser.link_arguments(
                 "data", f"model.{key}", compute_fn=_link(key), apply_on="instantiate"
             )
+
+    def before_instantiate_classes(self) -> None:
+        """Under `wandb agent` every run gets its own folder: <default_root_dir>/<run id>.
+
+        The agent starts each run with the same arguments (one `trainer.default_root_dir` for
+        the whole sweep) and tells them apart by WANDB_RUN_ID; without this they would share,
+        and overwrite, one folder.
+        """
+        run_id = os.environ.get("WANDB_RUN_ID")
+        if not (os.environ.get("WANDB_SWEEP_ID") and run_id):
+            return
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = Path(config.trainer.default_root_dir or os.getcwd())
+        if root.name != run_id:
+            config.trainer.default_root_dir = str(root / run_id)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self._get(self.config_init, "trainer", default={})
@@ -158,6 +183,7 @@ class EmotionCLI(LightningCLI):
         for callback in trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = os.path.realpath(root / "checkpoints")
+        self._fit_started = time.monotonic()
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -177,20 +203,33 @@ class EmotionCLI(LightningCLI):
             record = self.run_record()
             tags = [
                 f"{k}:{record[k]}"
-                for k in ("modality", "pooling", "fusion", "protocol", "fold", "seed")
+                for k in ("corpus", "modality", "pooling", "fusion", "protocol", "fold", "seed")
             ]
-            loggers.append(
-                WandbLogger(
-                    save_dir=str(root),
-                    name=root.name,
-                    project=os.environ.get("WANDB_PROJECT", "ser-suite"),
-                    group=f"{record['architecture']}-{record['pooling']}-{record['fusion']}",
-                    tags=tags,
-                    config=record,
-                    offline=os.environ.get("WANDB_MODE", "offline") != "online",
-                )
+            logger = WandbLogger(
+                save_dir=str(root),
+                name=wandb_run_name(record),
+                group=wandb_group(record),
+                job_type=f"fold{record['fold']}",
+                project=os.environ.get("WANDB_PROJECT", "ser-suite"),
+                tags=tags,
+                # The comparison fields at the top level (W&B's run table filters on them),
+                # the whole resolved config (trainer, data, model, callbacks) under "cli".
+                config={**record, "cli": self.resolved_config()},
+                offline=os.environ.get("WANDB_MODE", "offline") != "online",
             )
+            experiment = logger.experiment  # rank 0: the wandb run; other ranks: a no-op
+            if hasattr(experiment, "define_metric"):
+                for name, summary in BEST_SUMMARIES.items():
+                    experiment.define_metric(
+                        name, summary=summary, step_metric="trainer/global_step"
+                    )
+            loggers.append(logger)
         return loggers
+
+    def resolved_config(self) -> dict[str, Any]:
+        """This subcommand's full config (defaults, files and command line merged), JSON-safe."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        return json.loads(json.dumps(config.as_dict(), default=str))
 
     def run_record(self) -> dict[str, Any]:
         """The config fields a run is compared by (metrics.json "config", W&B config and tags)."""
@@ -205,8 +244,12 @@ class EmotionCLI(LightningCLI):
             record[key] = list(value) if isinstance(value, (list, tuple)) else value
         seed = self._get(self.config, "seed_everything")
         record["seed"] = data.get("seed") if seed in (None, True, False) and data else seed
-        if getattr(self, "datamodule", None) is not None:
-            record["feature_key"] = getattr(self.datamodule, "feature_key", None)
+        datamodule = getattr(self, "datamodule", None)
+        if datamodule is not None:
+            record["feature_key"] = getattr(datamodule, "feature_key", None)
+        record["feature_set"] = feature_set_label(
+            record, getattr(datamodule, "feature_config", None)
+        )
         return record
 
     def after_fit(self) -> None:
@@ -217,12 +260,41 @@ class EmotionCLI(LightningCLI):
         best = getattr(callback, "best_model_path", "") or ""
         # fast_dev_run keeps no checkpoints: test the weights as they are then.
         ckpt_path = "best" if best and not getattr(trainer, "fast_dev_run", False) else None
+        self._epochs_trained = int(trainer.current_epoch)
+        self._train_seconds = time.monotonic() - getattr(self, "_fit_started", time.monotonic())
         trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path)
         self.write_metrics(best if ckpt_path else None)
 
     def after_test(self) -> None:
         ckpt_path = self._get(self.config, "ckpt_path")
         self.write_metrics(str(Path(ckpt_path).resolve()) if ckpt_path else None)
+
+    def budget(self, checkpoint: str | None) -> dict[str, Any]:
+        """What a result cost: epochs trained (and the best one's), parameters, size, features."""
+        params = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        best_epoch = None
+        if checkpoint and Path(checkpoint).is_file():
+            try:
+                import torch
+
+                best_epoch = (
+                    int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
+                )
+            except Exception:  # an old or foreign checkpoint: the budget is still useful
+                best_epoch = None
+        epochs = getattr(self, "_epochs_trained", None)
+        record = self.run_record()
+        return {
+            "epochs_trained": epochs if epochs is not None else best_epoch,
+            "best_epoch": best_epoch,
+            "max_epochs": self.trainer.max_epochs,
+            "n_params": int(params),
+            "n_trainable_params": int(trainable),
+            "hidden_size": record.get("hidden_size"),
+            "feature_set": record.get("feature_set"),
+            "train_seconds": round(getattr(self, "_train_seconds", 0.0), 1) or None,
+        }
 
     def write_metrics(self, checkpoint: str | None) -> Path | None:
         """Writes `metrics.json` and `predictions.npz` into the run folder (rank 0)."""
@@ -238,12 +310,70 @@ class EmotionCLI(LightningCLI):
             "stage": "test",
             "checkpoint": checkpoint,
             "predictions": PREDICTIONS_FILE if self.model.test_predictions is not None else None,
+            "budget": self.budget(checkpoint),
             "config": self.run_record(),
         }
         path = root / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+        self._log_wandb_test(record, root, checkpoint)
         return path
+
+    def _log_wandb_test(self, record: dict[str, Any], root: Path, checkpoint: str | None) -> None:
+        """Test confusion matrix, per-class recall, attention/gate figures (and the model)."""
+        from pytorch_lightning.loggers import WandbLogger
+
+        loggers = [lg for lg in self.trainer.loggers if isinstance(lg, WandbLogger)]
+        if not loggers:
+            return
+        from experiments.wandb_log import log_test_results
+
+        log_test_results(
+            loggers[0].experiment,
+            root,
+            record,
+            checkpoint if self._get(self.config, "wandb_log_model") else None,
+            N_FIGURE_UTTERANCES,
+        )
+
+
+def feature_set_label(record: dict[str, Any], feature_config: Any = None) -> str:
+    """The features a run read: `ComParE_2016`, `minilm`, `ComParE_2016+minilm` (+ options)."""
+    parts = []
+    modality = str(record.get("modality") or "")
+    if "acoustic" in modality:
+        parts.append(str(getattr(feature_config, "feature_set", None) or "ComParE_2016"))
+    if "lexical" in modality:
+        text = Path(str(record.get("encoder") or "minilm")).name
+        if record.get("layers") not in (None, "last"):
+            text += f"-{record['layers']}"
+        if record.get("word_pooling") not in (None, "mean"):
+            text += f"-{record['word_pooling']}"
+        parts.append(text)
+    return "+".join(parts) or "?"
+
+
+def variant_name(record: dict[str, Any]) -> str:
+    """`mmmla-attention-gmu`, `acoustic-mean`: architecture, pooling and fusion (if any)."""
+    parts = [record.get("architecture"), record.get("pooling")]
+    if record.get("fusion") not in (None, "none", ""):
+        parts.append(record["fusion"])
+    if record.get("sequence_encoder") == "none":
+        parts.append("probe")
+    return "-".join(str(p) for p in parts if p)
+
+
+def wandb_group(record: dict[str, Any]) -> str:
+    """Runs that differ only by fold and seed: corpus/protocol/feature set/variant."""
+    return (
+        "/".join(str(record.get(k) or "?") for k in ("corpus", "protocol", "feature_set"))
+        + f"/{variant_name(record)}"
+    )
+
+
+def wandb_run_name(record: dict[str, Any]) -> str:
+    """The group plus fold and seed: unique within a sweep, readable in W&B's run table."""
+    return f"{wandb_group(record)}/fold{record.get('fold')}/seed{record.get('seed')}"
 
 
 def main(

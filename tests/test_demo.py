@@ -90,17 +90,50 @@ def test_backend_rejects_oversized_and_non_audio(models: DemoModels, tmp_path: P
         backend.predict("acoustic", None)
 
 
-def test_model_menu_lists_checkpoints_and_builtin_placeholders(models: DemoModels) -> None:
-    from experiments.demo import ARCHITECTURES, available_models
+def test_model_menu_lists_only_existing_models_and_says_how_to_make_others(
+    models: DemoModels,
+) -> None:
+    from experiments.demo import DemoBackend, DemoError, available_models
 
     menu = available_models(models.runs)
-    assert [c.architecture for c in menu] == list(ARCHITECTURES)
-    trained = {c.architecture: c.checkpoint for c in menu if c.checkpoint is not None}
-    assert trained == {
+    assert {c.architecture: c.checkpoint for c in menu} == {
         "acoustic": models.checkpoint("acoustic"),
         "mmmla": models.checkpoint("mmmla"),
     }
-    assert all("trained on first use" in c.label for c in menu if c.checkpoint is None)
+    backend = DemoBackend(models.runs)
+    assert "mmb" in backend.missing_text() and "--train" in backend.missing_text()
+    with pytest.raises(DemoError, match="--train hierarchical"):
+        backend.resolve("hierarchical")  # never trained inside a request
+
+
+def test_fallback_is_the_acoustic_model_of_the_same_run_tree(
+    models: DemoModels, tmp_path: Path
+) -> None:
+    """make run's layout: a fusion model's fallback is the pooling sweep's acoustic model."""
+    import json
+
+    from experiments.demo import DemoBackend
+    from experiments.inference import find_fallback
+
+    job = tmp_path / "runs" / "main" / "builtin-small"
+    placed = {}
+    for sweep, name, arch in (("pooling", "acoustic_attention", "acoustic"),
+                              ("fusion", "mmmla", "mmmla")):  # fmt: skip
+        ckpt = job / sweep / name / "checkpoints" / "best.ckpt"
+        ckpt.parent.mkdir(parents=True)
+        shutil.copy(models.checkpoint(arch), ckpt)
+        config = {"architecture": arch, "corpus": "builtin"}
+        (ckpt.parent.parent / "metrics.json").write_text(json.dumps({"ua": 0.5, "config": config}))
+        placed[arch] = ckpt
+    runs = tmp_path / "runs"  # no runs/demo here: the run tree alone must answer
+    assert find_fallback(placed["mmmla"], runs) == placed["acoustic"].resolve()
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(32_000, np.float32), 16_000)
+    pred, _, _ = DemoBackend(runs).predict(str(placed["mmmla"]), silence)
+    answer = pred.to_json()
+    assert answer["fallback"] is True
+    assert answer["checkpoint"] == str(placed["acoustic"].resolve())
+    assert str(placed["acoustic"].resolve()) in answer["model_used"]
 
 
 def test_attention_figure_draws_words(models: DemoModels, clip: Path) -> None:
@@ -234,3 +267,84 @@ def test_builtin_models_train_from_existing_configs(
         assert config.is_file(), config
         assert cmd[cmd.index("--data.corpus") + 1] == "builtin"
     assert any("epoch 1/2" in m for _, m in seen)
+
+
+def test_demo_from_empty_runs_folder_trains_at_start_up_then_answers_at_once(
+    models: DemoModels, tmp_path: Path, clip: Path
+) -> None:
+    """Start-up trains the missing model (progress in the terminal, status in the page);
+    once it reports ready, the first prediction takes the usual time."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    port, runs, log = free_port(), tmp_path / "runs", tmp_path / "demo.log"
+    cmd = [
+        sys.executable, "-m", "experiments.demo", "--port", str(port), "--runs-dir", str(runs),
+        "--train", "acoustic", "--epochs", "1",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=models.env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 600
+        client = None
+        while client is None and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                client = Client(url, verbose=False, download_files=str(tmp_path))
+            except Exception:
+                time.sleep(1)
+        assert client is not None, log.read_text()[-3000:]
+        seen = set()
+        while time.monotonic() < deadline:
+            status = client.predict(api_name="/status")
+            seen.add(status["status"])
+            if status["ready"]:
+                break
+            time.sleep(1)
+        assert status["ready"] and status["status"].startswith("ready"), status
+        assert any(s.startswith("training") for s in seen) or "training" in log.read_text()
+        assert "demo: training acoustic: epoch 1/1" in log.read_text()  # terminal progress
+        _screenshot(url, ARTIFACTS / "demo-startup.png")
+        t0 = time.monotonic()
+        out = client.predict(handle_file(str(clip)), "acoustic", api_name="/predict")
+        first = time.monotonic() - t0
+        assert out["model_used"] == "acoustic" and first < 10, first
+        with pytest.raises(AppError, match="--train mmb"):
+            client.predict(handle_file(str(clip)), "mmb", api_name="/predict")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _screenshot(url: str, path: Path) -> None:
+    """The page in headless Chromium, saved to `path` (skipped without chromium)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_bin = shutil.which("chromedriver")
+    if not chromium or not driver_bin:
+        return
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"ser-chromium-start-{os.getpid()}"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", "--window-size=1400,1200"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_bin), options=options)
+    try:
+        driver.get(url)
+        WebDriverWait(driver, 60).until(lambda d: "ready" in d.find_element(By.ID, "startup").text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(path))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -122,7 +122,8 @@ def test_best_per_column_is_marked_in_csv_and_markdown(sweep_dir) -> None:
         assert marked == [winner], key
     md = rep.markdown.read_text()
     ua_col = ["Variant", "Protocol", "Runs", "Avg Loss", "WA", "UA"].index("UA")
-    table = [line for line in md.splitlines() if line.startswith("| ")][1:]
+    first = md.split("\n\n## ")[0]  # the results table; per-fold and other tables follow
+    table = [line for line in first.splitlines() if line.startswith("| ")][1:]
     assert len(table) == len(VARIANTS)
     bold_ua = [line.split(" | ")[0][2:] for line in table if "**" in line.split(" | ")[ua_col]]
     best_ua = max(rows, key=lambda r: float(r["ua_mean"]))
@@ -202,3 +203,101 @@ def test_gate_figure_prefers_mmmla_over_a_better_hierarchical_run() -> None:
     rows = [row("hierarchical", "gmu", 0.9), row("mmmla", "gmu", 0.8), row("mmb", "concat", 0.95)]
     assert gate_row(rows).architecture == "mmmla"
     assert gate_row([rows[0], rows[2]]).architecture == "hierarchical"
+
+
+def _tex_rows(tex: str) -> tuple[list[str], list[list[str]]]:
+    """Header cells and body rows of a booktabs tabular (cells split on unescaped &)."""
+    import re
+
+    assert tex.count("\\begin{tabular}") == 1 and tex.count("\\end{tabular}") == 1
+    body = tex.split("\\begin{tabular}", 1)[1].split("\\end{tabular}", 1)[0]
+    spec = re.match(r"\{([lrc]+)\}", body)
+    assert spec, "tabular without a column spec"
+    assert body.count("\\toprule") == body.count("\\midrule") == body.count("\\bottomrule") == 1
+    assert body.index("\\toprule") < body.index("\\midrule") < body.index("\\bottomrule")
+    assert "\\hline" not in body  # booktabs rules only
+
+    def cells(line: str) -> list[str]:
+        assert line.endswith("\\\\"), line
+        return [c.strip() for c in re.split(r"(?<!\\)&", line[:-2])]
+
+    head = body.split("\\toprule", 1)[1].split("\\midrule", 1)[0].strip()
+    rows = body.split("\\midrule", 1)[1].split("\\bottomrule", 1)[0].strip().splitlines()
+    header = cells(head)
+    assert len(header) == len(spec.group(1))
+    out = [cells(r.strip()) for r in rows]
+    for r in out:
+        assert len(r) == len(header), r
+        text = " ".join(r)
+        assert text.count("{") == text.count("}") and text.replace("\\$", "").count("$") % 2 == 0
+    return header, out
+
+
+def test_report_tex_is_a_booktabs_table(sweep_dir) -> None:
+    root, _ = sweep_dir
+    rep = rp.write_report(root, plots=False)
+    tex = rep.latex.read_text()
+    header, rows = _tex_rows(tex)
+    assert header[:6] == ["Variant", "Protocol", "Runs", "Avg Loss", "WA", "UA"]
+    assert len(rows) == len(VARIANTS)
+    assert sum("\\textbf{" in r[header.index("UA")] for r in rows) == 1
+    assert "$\\pm$" in tex and "\\caption{" in tex and "95\\% CI" in tex
+
+
+def _single(root: Path, name: str, ua: float, fold: int = 0, seed: int = 0, arch: str = "acoustic",
+            pooling: str = "mean", budget: dict | None = None) -> None:  # fmt: skip
+    run = root / name
+    run.mkdir(parents=True)
+    metrics = {
+        "ua": ua, "wa": ua, "macro_f1": ua, "loss": 1.0, "per_class": {"a": ua, "b": ua},
+        "config": {"architecture": arch, "modality": "acoustic", "pooling": pooling,
+                   "fusion": "none", "corpus": "builtin", "protocol": "sd8020", "fold": fold,
+                   "seed": seed, "hidden_size": 32},
+    }  # fmt: skip
+    if budget:
+        metrics["budget"] = budget
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_single_run_row_says_n1_and_ties_are_all_bold(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    budget = {"epochs_trained": 7, "n_params": 12345, "feature_set": "ComParE_2016"}
+    _single(tmp_path, "mean", 0.62341, pooling="mean", budget=budget)
+    _single(tmp_path, "attention", 0.62339, pooling="attention")  # prints as 62.3 too
+    _single(tmp_path, "last", 0.50, pooling="last")
+    rep = rp.write_report(tmp_path, plots=False)
+    md = rep.markdown.read_text()
+    assert "62.3 (n=1)" in md and "± 0.0" not in md
+    assert md.count("**62.3 (n=1)**") == 2 * 5  # WA, UA, F1, 'a', 'b': a tie in each column
+    assert "**50.0" not in md
+    rows = list(csv.DictReader(rep.csv.open()))
+    assert all(r["ua_sd"] == "" and r["ua_n"] == "1" for r in rows)
+    assert {r["pooling"] for r in rows if "ua" in r["best"].split(";")} == {"mean", "attention"}
+    _, tex_rows = _tex_rows(rep.latex.read_text())
+    assert all("($n{=}1$)" in r[5] for r in tex_rows)
+    # the budget row of the variant whose runs recorded one
+    line = next(x for x in md.splitlines() if x.startswith("| acoustic · mean | sd8020 | 1 | 7"))
+    assert "ComParE_2016" in line and "12,345" in line and "| 32 |" in line
+
+
+def test_paired_significance_uses_stats_wilcoxon(tmp_path: Path, monkeypatch) -> None:
+    from experiments import stats
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    good = [0.70, 0.74, 0.69, 0.80, 0.77]
+    bad = [0.61, 0.66, 0.70, 0.62, 0.60]
+    for fold, (g, b) in enumerate(zip(good, bad, strict=True)):
+        _single(tmp_path, f"attention_{fold}", g, fold=fold, pooling="attention")
+        _single(tmp_path, f"mean_{fold}", b, fold=fold, pooling="mean")
+    rep = rp.write_report(tmp_path, plots=False)
+    found = rp.comparisons(rep.rows)
+    assert len(found) == 1 and found[0].reference.pooling == "attention" and found[0].pairs == 5
+    want = stats.wilcoxon(bad, good)
+    assert found[0].pvalue == pytest.approx(want.pvalue)
+    md = rep.markdown.read_text()
+    assert "## Paired significance (UA)" in md and f"{want.pvalue:.3g}" in md
+    assert "## UA per fold" in md and "fold 4" in md
+    s = stats.mean_sd_ci(good)
+    assert (
+        f"{100 * s.mean:.1f} ± {100 * s.sd:.1f} [{100 * s.ci_low:.1f}, {100 * s.ci_high:.1f}]" in md
+    )

@@ -254,6 +254,11 @@ def test_wandb_yaml_resolves_folds_and_falls_back_offline(
     assert resolved["parameters"]["data.fold"] == {"values": [0, 1, 2]}
     assert resolved["parameters"]["data.corpus"] == {"value": "tiny"}
     assert resolved["command"][-1] == "${args}"
+    # agent runs land in <out>/<WANDB_RUN_ID>/ (the trainer appends the id)
+    out = tmp_path / "agent"
+    assert sw.wandb_yaml(spec, runs, out)["parameters"]["trainer.default_root_dir"] == {
+        "value": str(out)
+    }
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert sw.wandb_server() is None
 

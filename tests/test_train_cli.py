@@ -102,19 +102,67 @@ def test_bad_architecture_is_named(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "architecture" in captured.err + captured.out
 
 
-def test_wandb_offline_run_lands_in_run_folder(tmp_path: Path, monkeypatch) -> None:
-    pytest.importorskip("wandb")
+def test_wandb_offline_run_holds_confusion_best_summaries_and_full_config(
+    tmp_path: Path, monkeypatch
+) -> None:
+    wandb = pytest.importorskip("wandb")
+    from tests.wandb_records import read_run
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     root = tmp_path / "run"
     main(
-        ["fit", "--config", str(REPO / "configs" / "lexical_mean.yaml"), "--model.hidden_size", "8",
-         "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root)],
+        ["fit", "--config", str(REPO / "configs" / "mmmla.yaml"), "--model.hidden_size", "8",
+         "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root),
+         "--wandb_log_model", "true"],
         datamodule_class=FakeDataModule,
     )  # fmt: skip
-    runs = list((root / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    assert (root / "metrics.json").is_file()
+    wandb.finish()  # flush the run's log (a process exit would)
+    runs = list((root / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and (root / "metrics.json").is_file()
+    run = read_run(runs[0])
+    # names and groups say corpus, protocol, feature set and variant; the job type the fold
+    assert run.group == "builtin/sd8020/ComParE_2016+minilm/mmmla-attention-gmu"
+    assert run.name == run.group + "/fold0/seed0" and run.job_type == "fold0"
+    # the whole resolved config, trainer and data included
+    cli = run.config["cli"]
+    assert cli["trainer"]["max_epochs"] == 2 and cli["data"]["protocol"] == "sd8020"
+    assert cli["model"]["hidden_size"] == 8 and run.config["feature_set"] == "ComParE_2016+minilm"
+    # best, not last, values in the summary
+    assert run.metrics["val/ua"].summary.max and run.metrics["val/loss"].summary.min
+    assert set(run.summary["val/ua"]) == {"max"} and set(run.summary["val/loss"]) == {"min"}
+    # test confusion matrix, per-class recall, attention and gate figures, the model
+    assert {"test/confusion_matrix_table/_type", "test/confusion_counts/_type",
+            "test/per_class_recall_table/_type", "test/attention/_type",
+            "test/gate/_type"} <= run.history_keys  # fmt: skip
+    assert run.summary["test/ua"] == pytest.approx(
+        json.loads((root / "metrics.json").read_text())["ua"]
+    )
+    assert run.summary["budget/epochs_trained"] == 2 and run.summary["budget/n_params"] > 0
+    assert any(a.startswith("model:") for a in run.artifacts)
+
+
+def test_wandb_agent_runs_get_one_folder_each(tmp_path: Path, monkeypatch) -> None:
+    """`wandb agent` starts every run with the same arguments; WANDB_RUN_ID tells them apart."""
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep123")
+    args = ["fit", "--config", str(REPO / "configs" / "acoustic_mean.yaml"),
+            "--model.hidden_size", "8", "--trainer.fast_dev_run", "1"]  # fmt: skip
+    for run_id in ("run-a", "run-b"):
+        monkeypatch.setenv("WANDB_RUN_ID", run_id)
+        run(args, tmp_path / "sweep")
+    assert (tmp_path / "sweep" / "run-a" / "metrics.json").is_file()
+    assert (tmp_path / "sweep" / "run-b" / "metrics.json").is_file()
+    assert not (tmp_path / "sweep" / "metrics.json").exists()
+
+
+def test_metrics_json_records_the_budget(tmp_path: Path) -> None:
+    cli = run(["fit", "--config", str(REPO / "configs" / "acoustic_mean.yaml"),
+               "--model.hidden_size", "8", "--trainer.max_epochs", "2"], tmp_path)  # fmt: skip
+    budget = json.loads((tmp_path / "metrics.json").read_text())["budget"]
+    assert budget["epochs_trained"] == 2 and budget["max_epochs"] == 2
+    assert 1 <= budget["best_epoch"] <= 2 and budget["hidden_size"] == 8
+    assert budget["n_params"] == sum(p.numel() for p in cli.model.parameters())
+    assert budget["feature_set"] == "ComParE_2016"
 
 
 def test_real_datamodule_on_twelve_ravdess_clips(
