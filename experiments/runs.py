@@ -84,13 +84,15 @@ class VariantRow:
     fusion: str
     protocol: str
     corpus: str
+    features: str = ""  # the run's feature_set label (ComParE_2016, whisper_base+minilm, ...)
     runs: list[RunRecord] = field(default_factory=list)
     stats: dict[str, Stat] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         parts = [self.architecture] + [p for p in (self.pooling, self.fusion) if p]
-        return " · ".join(parts)
+        shown = [f for f in self.features.split("+") if f not in DEFAULT_FEATURES]
+        return " · ".join(parts + ["+".join(shown)] if shown else parts)
 
     def budget(self) -> dict[str, Any]:
         """What the variant's runs cost (from metrics.json "budget"; older runs lack it)."""
@@ -120,6 +122,9 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+DEFAULT_FEATURES = ("ComParE_2016", "minilm")  # not repeated in variant labels
+
+
 def load_runs(sweep_dir: Path) -> tuple[list[RunRecord], list[str]]:
     """Every readable `metrics.json` under `sweep_dir`, and a note per unreadable one."""
     sweep_dir = Path(sweep_dir)
@@ -140,7 +145,7 @@ def load_runs(sweep_dir: Path) -> tuple[list[RunRecord], list[str]]:
 
 
 def variant_key(run: RunRecord) -> tuple[str, ...]:
-    """(architecture, modality group, pooling, fusion, protocol, corpus) of a run.
+    """(architecture, modality group, pooling, fusion, protocol, corpus, feature set) of a run.
 
     The modality group is "acoustic", "lexical" or "multimodal" (the trainer records the
     architecture's modalities as "acoustic+lexical"). A probe (`sequence_encoder: none`) is
@@ -162,6 +167,7 @@ def variant_key(run: RunRecord) -> tuple[str, ...]:
         "" if fusion == "none" else fusion,
         _text(c.get("protocol")),
         _text(c.get("corpus")),
+        _text(c.get("feature_set")),
     )
 
 
@@ -213,8 +219,10 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
     for run in runs:
         key = variant_key(run)
         if key not in groups:
-            arch, modality, pooling, fusion, protocol, corpus = key
-            groups[key] = VariantRow(key, arch, modality, pooling, fusion, protocol, corpus)
+            arch, modality, pooling, fusion, protocol, corpus, features = key
+            groups[key] = VariantRow(
+                key, arch, modality, pooling, fusion, protocol, corpus, features
+            )
         groups[key].runs.append(run)
     columns = [k for k, _, _ in HEADLINE] + [CLASS_PREFIX + n for n in class_names(runs)]
     for row in groups.values():
@@ -224,7 +232,14 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
             if values:
                 row.stats[col] = stat(values)
     modality_order = {"acoustic": 0, "lexical": 1}
-    pooling_order = {"last": 0, "cls": 1, "mean": 2, "attention": 3}  # the seed's table order
+    pooling_order = {  # the seed's table order, then the statistics poolings
+        "last": 0,
+        "cls": 1,
+        "mean": 2,
+        "attention": 3,
+        "stats": 4,
+        "attentive_stats": 5,
+    }
     rows = sorted(
         groups.values(),
         key=lambda r: (
@@ -235,6 +250,7 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
             pooling_order.get(r.pooling, 9),
             r.pooling,
             r.fusion,
+            r.features,
         ),
     )
     return rows, columns

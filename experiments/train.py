@@ -342,7 +342,10 @@ def feature_set_label(record: dict[str, Any], feature_config: Any = None) -> str
     parts = []
     modality = str(record.get("modality") or "")
     if "acoustic" in modality:
-        parts.append(str(getattr(feature_config, "feature_set", None) or "ComParE_2016"))
+        front_end = str(getattr(feature_config, "acoustic_features", None) or "compare_lld")
+        if front_end == "compare_lld":  # the openSMILE set's own name, as before front ends
+            front_end = str(getattr(feature_config, "feature_set", None) or "ComParE_2016")
+        parts.append(front_end)
     if "lexical" in modality:
         text = Path(str(record.get("encoder") or "minilm")).name
         if record.get("layers") not in (None, "last"):
