@@ -91,7 +91,7 @@ class VariantRow:
     @property
     def label(self) -> str:
         parts = [self.architecture] + [p for p in (self.pooling, self.fusion) if p]
-        shown = [f for f in self.features.split("+") if f not in DEFAULT_FEATURES]
+        shown = [f for f in self.features.split("+") if f and f not in DEFAULT_FEATURES]
         return " · ".join(parts + ["+".join(shown)] if shown else parts)
 
     def budget(self) -> dict[str, Any]:
