@@ -56,6 +56,7 @@ RECORD_DATA_KEYS = (
     "corpus",
     "protocol",
     "fold",
+    "folds",
     "test_speakers",
     "encoder",
     "layers",

@@ -1,0 +1,355 @@
+"""The real-speech results table: `python -m experiments.benchmark RUNS [--out DIR]`.
+
+Reads every finished run under RUNS (a `configs/sweeps/benchmark.yaml` sweep, usually one
+folder per feature set and seed), and on the very same splits (read from each run's
+checkpoint record, so baselines and models see identical speakers) computes the classic
+baselines:
+
+- `svm functionals`: openSMILE ComParE_2016 functionals + linear SVM (`experiments.baselines`),
+- `lr probe <feature set>`: logistic regression on the mean ⊕ std of the cached frames of each
+  acoustic feature set the runs used (the linear probe a sequence model must beat).
+
+Each model row is UA / WA / macro-F1, mean ± sd over folds × seeds; a `seed ensemble` row per
+variant averages the seeds' test probabilities per fold. Paired tests (`experiments.stats.
+wilcoxon`) run across folds on per-fold means: each model row against the best baseline, and
+each pooling against attention on the same feature set. Writes `benchmark.md`, `benchmark.csv`
+and `benchmark.json` into --out (default: RUNS) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.runs import ReportError, RunRecord, load_runs, variant_key
+from experiments.stats import mean_sd_ci, wilcoxon
+
+log = logging.getLogger("experiments.benchmark")
+
+METRICS = ("ua", "wa", "macro_f1")
+SVM_ROW = "svm functionals"
+PROBE_ROW = "lr probe"
+
+
+class BenchmarkError(Exception):
+    """Runs that cannot be compared (none, mixed corpora, no split); the message says which."""
+
+
+@dataclass
+class Row:
+    """One line of the table: per-fold scores (a list per fold: one per seed)."""
+
+    name: str
+    features: str
+    kind: str  # "model", "ensemble" or "baseline"
+    per_fold: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+
+    def add(self, fold: int, scores: dict[str, float]) -> None:
+        self.per_fold.setdefault(fold, []).append({m: float(scores[m]) for m in METRICS})
+
+    def values(self, metric: str) -> list[float]:
+        return [s[metric] for runs in self.per_fold.values() for s in runs]
+
+    def fold_means(self, metric: str = "ua") -> dict[int, float]:
+        return {f: float(np.mean([s[metric] for s in v])) for f, v in self.per_fold.items()}
+
+    @property
+    def n_seeds(self) -> int:
+        return max((len(v) for v in self.per_fold.values()), default=0)
+
+
+# ---------------------------------------------------------------------------------------
+# Runs and their splits
+
+
+def split_of(run: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(split key, checkpoint record's data and features) of a run, from its checkpoint."""
+    from lightning_modules.checkpoint import read_checkpoint, read_record
+
+    ckpt = run.metrics.get("checkpoint")
+    if not ckpt or not Path(ckpt).is_file():
+        raise BenchmarkError(f"{run.run_dir}: its checkpoint {ckpt!r} is gone; the split is unknown")
+    record = read_record(read_checkpoint(ckpt), Path(ckpt))
+    data = record["data"]
+    key = (
+        data.get("corpus"),
+        data.get("protocol"),
+        data.get("folds"),
+        data.get("fold"),
+        data.get("seed"),
+        tuple(data.get("test_speakers") or ()),
+        tuple(data.get("val_speakers") or ()),
+    )
+    return key, {"data": data, "features": record["features"]}
+
+
+def load_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
+    from datamodules.splits import DEFAULT_FOLDS, load_or_create_split
+
+    corpus, protocol, folds, fold, seed, test_spk, val_spk = key
+    return load_or_create_split(
+        corpus,
+        protocol,
+        int(fold),
+        int(seed or 0),
+        list(test_spk) or None,
+        list(val_spk) or None,
+        folds=int(folds or DEFAULT_FOLDS),
+    )
+
+
+def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]:
+    """A row per variant × feature set, and a seed-ensemble row where a fold has ≥ 2 seeds."""
+    rows: dict[tuple, Row] = {}
+    probs: dict[tuple, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        key = variant_key(run)
+        arch, _, pooling, fusion, _, _, features = key
+        name = " · ".join(p for p in (arch, pooling, fusion) if p)
+        row = rows.setdefault(key, Row(name, features, "model"))
+        fold = int(splits[str(run.run_dir)][3])
+        row.add(fold, run.metrics)
+        try:
+            probs[key][fold].append(run.predictions())
+        except Exception as exc:  # noqa: BLE001 - an old run without predictions: no ensemble
+            log.info("%s: no predictions for the seed ensemble (%s)", run.run_dir, exc)
+    out = list(rows.values())
+    for key, folds in probs.items():
+        if not any(len(p) > 1 for p in folds.values()):
+            continue
+        base = rows[key]
+        ensemble = Row(f"{base.name} (seed ensemble)", base.features, "ensemble")
+        for fold, preds in folds.items():
+            ensemble.add(fold, _ensemble_scores(preds))
+        out.append(ensemble)
+    return out
+
+
+def _ensemble_scores(preds: Sequence[Any]) -> dict[str, float]:
+    from experiments.baselines import scores
+
+    first = preds[0]
+    order = {u: i for i, u in enumerate(first.utterance_ids)}
+    total = np.zeros_like(first.probabilities, dtype=np.float64)
+    for p in preds:
+        if set(p.utterance_ids) != set(order):
+            raise BenchmarkError("seeds of one fold tested different utterances")
+        idx = [order[u] for u in p.utterance_ids]
+        total[idx] += p.probabilities
+    return scores(first.labels, total.argmax(1))
+
+
+# ---------------------------------------------------------------------------------------
+# Baselines on the same splits
+
+
+def baseline_rows(
+    splits: dict[tuple, dict[str, Any]], workers: int = 1, with_svm: bool = True
+) -> list[Row]:
+    """SVM on functionals and an LR probe per acoustic feature key, on each distinct split."""
+    from datamodules.corpus import as_corpus
+    from datamodules.features import load
+    from experiments.baselines import functionals, logistic_probe, svm_on_functionals
+
+    rows: dict[str, Row] = {}
+    feature_cache: dict[str, Any] = {}
+    for key, info in sorted(splits.items(), key=lambda kv: str(kv[0])):
+        corpus = as_corpus(str(key[0]))
+        fold = int(key[3])
+        split = load_split(key)
+        index = {c: i for i, c in enumerate(corpus.classes)}
+
+        def labels(ids: list[str], corpus: Any = corpus, index: dict = index) -> np.ndarray:
+            return np.array([index[corpus.label_of[u]] for u in ids])
+
+        if with_svm:
+            ids = corpus.table["utterance_id"].tolist()
+            x = functionals(
+                corpus.table["audio_path"].astype(str).tolist(), corpus=corpus.name, workers=workers
+            )
+            row_of = {u: i for i, u in enumerate(ids)}
+
+            def fx(part: str, x: np.ndarray = x, row_of: dict = row_of) -> np.ndarray:
+                return x[[row_of[u] for u in split[part]]]
+
+            out = svm_on_functionals(
+                fx("train"), labels(split["train"]), fx("test"), labels(split["test"]),
+                val=(fx("val"), labels(split["val"])),
+            )  # fmt: skip
+            rows.setdefault("svm", Row(SVM_ROW, "ComParE_2016 functionals", "baseline"))
+            rows["svm"].add(fold, out)
+        for fkey in sorted(info["feature_keys"]):
+            label = info["feature_keys"][fkey]
+            if fkey not in feature_cache:
+                feature_cache[fkey] = load(corpus, fkey, ("acoustic",)).acoustic
+            frames = feature_cache[fkey]
+            states = {p: [frames[u] for u in split[p]] for p in ("train", "val", "test")}
+            out = logistic_probe(
+                states["train"], labels(split["train"]), states["test"], labels(split["test"]),
+                val=(states["val"], labels(split["val"])),
+            )  # fmt: skip
+            rows.setdefault(fkey, Row(f"{PROBE_ROW} {label}", label, "baseline"))
+            rows[fkey].add(fold, out)
+    return list(rows.values())
+
+
+# ---------------------------------------------------------------------------------------
+# Table
+
+
+def compare(row: Row, other: Row) -> dict[str, Any] | None:
+    """Wilcoxon on per-fold UA means over the folds both rows have (None if < 2 folds)."""
+    a, b = row.fold_means(), other.fold_means()
+    folds = sorted(a.keys() & b.keys())
+    if len(folds) < 2:
+        return None
+    res = wilcoxon([a[f] for f in folds], [b[f] for f in folds])
+    return {"vs": other.name, "p": res.pvalue, "diff": res.mean_diff, "n": len(folds),
+            "min_p": res.min_p}  # fmt: skip
+
+
+def build_table(rows: list[Row]) -> list[dict[str, Any]]:
+    baselines = [r for r in rows if r.kind == "baseline"]
+    best = max(baselines, key=lambda r: np.mean(list(r.fold_means().values())), default=None)
+    attention = {r.features: r for r in rows if r.kind == "model" and r.name.endswith("attention")}
+    table = []
+    for row in rows:
+        entry: dict[str, Any] = {
+            "name": row.name,
+            "features": row.features,
+            "kind": row.kind,
+            "folds": len(row.per_fold),
+            "seeds": row.n_seeds,
+        }
+        for m in METRICS:
+            s = mean_sd_ci(row.values(m))
+            entry[m] = {"mean": s.mean, "sd": s.sd, "n": s.n}
+        entry["per_fold_ua"] = {str(f): v for f, v in sorted(row.fold_means().items())}
+        if best is not None and row is not best:
+            entry["vs_best_baseline"] = compare(row, best)
+        ref = attention.get(row.features)
+        if row.kind == "model" and ref is not None and ref is not row:
+            entry["vs_attention"] = compare(row, ref)
+        table.append(entry)
+    order = {"baseline": 0, "model": 1, "ensemble": 2}
+    table.sort(key=lambda e: (e["features"], order[e["kind"]], -e["ua"]["mean"]))
+    return table
+
+
+def _pct(stat: dict[str, float]) -> str:
+    if stat["n"] == 1 or math.isnan(stat["sd"]):
+        return f"{100 * stat['mean']:.1f} (n=1)"
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['sd']:.1f}"
+
+
+def _test(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "–"
+    sign = "+" if entry["diff"] >= 0 else "−"
+    return f"{sign}{100 * abs(entry['diff']):.1f}, p={entry['p']:.3f}"
+
+
+def markdown(table: list[dict[str, Any]], corpus: str, seconds: float) -> str:
+    head = (
+        f"# Results on real speech: {corpus}\n\n"
+        f"UA / WA / macro-F1 in %, mean ± sd over folds × seeds (baselines: over folds). "
+        f"Paired Wilcoxon signed-rank tests across folds on per-fold mean UA (difference in UA "
+        f"points, two-sided p). Made by `python -m experiments.benchmark` on "
+        f"{time.strftime('%Y-%m-%d')} in {seconds / 60:.1f} min (baselines and table).\n\n"
+        "| model | features | folds × seeds | UA | WA | macro-F1 | vs best baseline | "
+        "vs attention |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {e['name']} | {e['features']} | {e['folds']} × {e['seeds']} | {_pct(e['ua'])} | "
+        f"{_pct(e['wa'])} | {_pct(e['macro_f1'])} | {_test(e.get('vs_best_baseline'))} | "
+        f"{_test(e.get('vs_attention'))} |"
+        for e in table
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def write_outputs(table: list[dict[str, Any]], out: Path, corpus: str, seconds: float) -> str:
+    from datamodules.paths import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    md = markdown(table, corpus, seconds)
+    atomic_write_text(out / "benchmark.md", md)
+    atomic_write_text(out / "benchmark.json", json.dumps(table, indent=1))
+    fields = ["name", "features", "kind", "folds", "seeds"]
+    fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")]
+    fields += ["p_vs_best_baseline", "p_vs_attention"]
+    with open(out / "benchmark.csv.tmp", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for e in table:
+            writer.writerow(
+                {k: e[k] for k in fields[:5]}
+                | {f"{m}_{s}": e[m][s] for m in METRICS for s in ("mean", "sd")}
+                | {
+                    "p_vs_best_baseline": (e.get("vs_best_baseline") or {}).get("p"),
+                    "p_vs_attention": (e.get("vs_attention") or {}).get("p"),
+                }
+            )
+    (out / "benchmark.csv.tmp").replace(out / "benchmark.csv")
+    return md
+
+
+def run_benchmark(
+    runs_dir: Path, out: Path | None = None, workers: int = 1, with_svm: bool = True
+) -> tuple[list[dict[str, Any]], str]:
+    t0 = time.perf_counter()
+    runs, skipped = load_runs(runs_dir)
+    for note in skipped:
+        log.warning("skipped %s", note)
+    if not runs:
+        raise BenchmarkError(f"no finished run (metrics.json) under {runs_dir}")
+    splits: dict[tuple, dict[str, Any]] = {}
+    run_split: dict[str, tuple] = {}
+    for run in runs:
+        key, info = split_of(run)
+        run_split[str(run.run_dir)] = key
+        entry = splits.setdefault(key, {"feature_keys": {}})
+        features = info["features"]
+        if features.get("key") and "acoustic" in str(run.config.get("modality", "")):
+            label = str((features.get("config") or {}).get("acoustic_features") or "compare_lld")
+            entry["feature_keys"][features["key"]] = label
+    corpora = {k[0] for k in splits}
+    if len(corpora) != 1:
+        raise BenchmarkError(f"runs of several corpora under {runs_dir}: {sorted(corpora)}")
+    rows = model_rows(runs, run_split) + baseline_rows(splits, workers, with_svm)
+    table = build_table(rows)
+    md = write_outputs(table, Path(out or runs_dir), corpora.pop(), time.perf_counter() - t0)
+    return table, md
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__)
+    p.add_argument("runs", type=Path, help="folder of benchmark runs (searched recursively)")
+    p.add_argument("--out", type=Path, help="where benchmark.md/csv/json go (default: RUNS)")
+    p.add_argument("--workers", type=int, default=1, help="openSMILE workers for functionals")
+    p.add_argument("--no-svm", action="store_true", help="skip the functionals + SVM baseline")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _, md = run_benchmark(args.runs, args.out, args.workers, not args.no_svm)
+    except (BenchmarkError, ReportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""experiments.benchmark: rows aggregate folds × seeds, paired tests use per-fold means against
+the best baseline and against attention, the seed ensemble averages probabilities."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import benchmark as bm
+from experiments.stats import wilcoxon
+from lightning_modules.predictions import Predictions
+
+
+def row(name: str, kind: str, per_fold: dict[int, list[float]], features: str = "wb") -> bm.Row:
+    r = bm.Row(name, features, kind)
+    for fold, uas in per_fold.items():
+        for ua in uas:
+            r.add(fold, {"ua": ua, "wa": ua + 0.01, "macro_f1": ua - 0.01})
+    return r
+
+
+def test_table_tests_each_model_against_the_best_baseline_and_attention() -> None:
+    folds = range(6)
+    svm = row("svm functionals", "baseline", {f: [0.60 + 0.01 * f] for f in folds}, "func")
+    probe = row("lr probe wb", "baseline", {f: [0.70 + 0.01 * f] for f in folds})
+    att = row("acoustic · attention", "model", {f: [0.75 + 0.01 * f, 0.77 + 0.01 * f] for f in folds})
+    stats_row = row("acoustic · stats", "model", {f: [0.72 + 0.02 * (f % 2)] for f in folds})
+    table = bm.build_table([svm, probe, att, stats_row])
+    by_name = {e["name"]: e for e in table}
+    a = by_name["acoustic · attention"]
+    assert a["folds"] == 6 and a["seeds"] == 2 and a["ua"]["n"] == 12
+    assert a["ua"]["mean"] == pytest.approx(np.mean(att.values("ua")))
+    assert a["vs_best_baseline"]["vs"] == "lr probe wb"  # the better baseline
+    expected = wilcoxon(list(att.fold_means().values()), list(probe.fold_means().values()))
+    assert a["vs_best_baseline"]["p"] == pytest.approx(expected.pvalue)
+    assert a["vs_best_baseline"]["diff"] == pytest.approx(0.06)
+    s = by_name["acoustic · stats"]
+    assert s["vs_attention"]["vs"] == "acoustic · attention" and s["vs_attention"]["diff"] < 0
+    assert "vs_attention" not in a and "vs_best_baseline" not in by_name["lr probe wb"]
+    md = bm.markdown(table, "toy", 1.0)
+    assert "| svm functionals | func | 6 × 1 |" in md
+    assert "+6.0, p=" in md  # attention vs the probe, in UA points
+
+
+def test_single_fold_rows_have_no_test_and_say_n1() -> None:
+    one = row("acoustic · attention", "model", {0: [0.5]})
+    base = row("svm functionals", "baseline", {0: [0.4]})
+    table = bm.build_table([one, base])
+    entry = next(e for e in table if e["kind"] == "model")
+    assert entry["vs_best_baseline"] is None
+    assert "50.0 (n=1)" in bm.markdown(table, "toy", 1.0)
+
+
+def test_seed_ensemble_averages_probabilities() -> None:
+    ids = ["a", "b", "c", "d"]
+    labels = np.array([0, 1, 0, 1])
+
+    def preds(p1: list[float], order: list[int]) -> Predictions:
+        prob = np.array([[1 - p, p] for p in p1], np.float32)
+        return Predictions(
+            [ids[i] for i in order], labels[order], prob[order].argmax(1), prob[order], ["x", "y"]
+        )
+
+    # seed 1 is right on a, b, c; seed 2 on b, c, d with more confidence on d: together all
+    one = preds([0.4, 0.6, 0.45, 0.45], [0, 1, 2, 3])
+    two = preds([0.55, 0.9, 0.1, 0.9], [3, 2, 1, 0])  # another order: aligned by id
+    out = bm._ensemble_scores([one, two])
+    assert out["ua"] == 1.0
+
+
+def test_no_runs_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text(json.dumps({"nope": 1}))
+    assert bm.main([str(tmp_path)]) == 2
+    assert f"no finished run (metrics.json) under {tmp_path}" in capsys.readouterr().err
