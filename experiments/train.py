@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,10 +200,12 @@ def main(
     args: list[str] | None = None,
     datamodule_class: type[pl.LightningDataModule] | None = None,
     run: bool = True,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> EmotionCLI:
     """Runs the CLI (`args` as on the command line; `datamodule_class` for tests).
 
-    `run=False` (see `build`) parses `args` without a subcommand and only instantiates.
+    `run=False` (see `build`) parses `args` without a subcommand and only instantiates;
+    `callbacks` join the trainer's own (a benchmark's timer).
     """
     os.environ.setdefault("WANDB_MODE", "offline")
     if datamodule_class is None:
@@ -223,7 +226,7 @@ def main(
     return EmotionCLI(
         EmotionClassifier,
         datamodule_class,
-        trainer_defaults={"callbacks": [last]},
+        trainer_defaults={"callbacks": [last, *callbacks]},
         save_config_callback=RunConfigCallback,
         save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
         parser_kwargs=parser_kwargs,
@@ -233,15 +236,18 @@ def main(
 
 
 def build(
-    args: list[str], datamodule_class: type[pl.LightningDataModule] | None = None
+    args: list[str],
+    datamodule_class: type[pl.LightningDataModule] | None = None,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> EmotionCLI:
     """The trainer, model and datamodule `fit` would use with `args`, built but not run.
 
     Same defaults file, links, callbacks and run-folder loggers as `python -m experiments.train
     fit` (`args` without the subcommand); `cli.trainer.fit(cli.model, datamodule=cli.datamodule)`
-    is then `fit` without the test and metrics.json. The benchmarks time steps this way.
+    is then `fit` without the test and metrics.json. The benchmarks time steps this way, with
+    their timer in `callbacks`.
     """
-    return main(args, datamodule_class, run=False)
+    return main(args, datamodule_class, run=False, callbacks=callbacks)
 
 
 def user_error(exc: BaseException) -> BaseException | None:

@@ -90,6 +90,7 @@ def time_training(
 
     quiet()
     with tempfile.TemporaryDirectory(prefix="ser-bench-train-") as root:
+        timer = StepTimer(warmup)
         cli = build(
             [
                 f"--config={ARCHITECTURES[variant]}",
@@ -100,10 +101,9 @@ def time_training(
                 f"--trainer.default_root_dir={root}",
                 f"--trainer.max_steps={steps + warmup}",
                 *TIMING_ARGS,
-            ]
+            ],
+            callbacks=[timer],
         )
-        timer = StepTimer(warmup)
-        cli.trainer.callbacks.append(timer)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return {
         **timer.result(),
