@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -384,14 +385,25 @@ def main(
     args: list[str] | None = None,
     datamodule_class: type[pl.LightningDataModule] | None = None,
     run: bool = True,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> EmotionCLI:
-    """Runs the CLI (`args` as on the command line; `datamodule_class` for tests)."""
+    """Runs the CLI (`args` as on the command line; `datamodule_class` for tests).
+
+    `run=False` (see `build`) parses `args` without a subcommand and only instantiates;
+    `callbacks` join the trainer's own (a benchmark's timer).
+    """
     os.environ.setdefault("WANDB_MODE", "offline")
     if datamodule_class is None:
         from datamodules.datamodule import EmotionDataModule
 
         datamodule_class = EmotionDataModule
     subcommand_kwargs = {"default_config_files": [str(DEFAULTS)]}
+    # Without subcommands the defaults go to the main parser (LightningCLI splits by name).
+    parser_kwargs: dict[str, Any] = (
+        {name: dict(subcommand_kwargs) for name in ("fit", "validate", "test", "predict")}
+        if run
+        else dict(subcommand_kwargs)
+    )
     # last.ckpt after every validation (Lightning's save_last only follows new best ones).
     last = ModelCheckpoint(
         filename="last", monitor=None, save_top_k=1, enable_version_counter=False
@@ -399,15 +411,28 @@ def main(
     return EmotionCLI(
         EmotionClassifier,
         datamodule_class,
-        trainer_defaults={"callbacks": [last]},
+        trainer_defaults={"callbacks": [last, *callbacks]},
         save_config_callback=RunConfigCallback,
         save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
-        parser_kwargs={
-            name: dict(subcommand_kwargs) for name in ("fit", "validate", "test", "predict")
-        },
+        parser_kwargs=parser_kwargs,
         args=args,
         run=run,
     )
+
+
+def build(
+    args: list[str],
+    datamodule_class: type[pl.LightningDataModule] | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+) -> EmotionCLI:
+    """The trainer, model and datamodule `fit` would use with `args`, built but not run.
+
+    Same defaults file, links, callbacks and run-folder loggers as `python -m experiments.train
+    fit` (`args` without the subcommand); `cli.trainer.fit(cli.model, datamodule=cli.datamodule)`
+    is then `fit` without the test and metrics.json. The benchmarks time steps this way, with
+    their timer in `callbacks`.
+    """
+    return main(args, datamodule_class, run=False, callbacks=callbacks)
 
 
 def user_error(exc: BaseException) -> BaseException | None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from experiments import bench
+from experiments.bench import cli, common, training
+from experiments.bench import features as bench_features
 
 EMOTIONS = {"01": "neutral", "03": "happy", "04": "sad", "05": "angry"}
 
@@ -32,15 +36,15 @@ def fake_ravdess(root: Path, actors: int = 6, seconds: float = 1.0) -> Path:
 
 
 def test_stat_and_percentile() -> None:
-    s = bench.stat([3.0, 1.0, 2.0])
+    s = common.stat([3.0, 1.0, 2.0])
     assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 3.0, 3)
-    assert bench.percentile([1, 2, 3, 4, 5], 50) == 3.0
-    with pytest.raises(bench.BenchError):
-        bench.stat([])
+    assert common.percentile([1, 2, 3, 4, 5], 50) == 3.0
+    with pytest.raises(common.BenchError):
+        common.stat([])
 
 
 def test_iemocap_durations_look_like_iemocap() -> None:
-    d = bench.iemocap_durations(20000, np.random.default_rng(0))
+    d = bench_features.iemocap_durations(20000, np.random.default_rng(0))
     assert 4.2 < d.mean() < 4.8
     assert d.min() >= 0.6 and d.max() <= 30.0
     assert np.median(d) < d.mean()  # right-skewed, as IEMOCAP's lengths are
@@ -50,8 +54,10 @@ def test_synthetic_corpus_is_a_loadable_feature_cache(cache_dir: Path) -> None:
     from datamodules.features import FeatureConfig, feature_key, load
     from datamodules.utterances import read_table
 
-    key = bench.make_synthetic_corpus("synth", 40, dim=16)
+    key = bench_features.make_synthetic_corpus("synth", 40, dim=16)
     assert key == feature_key("synth", FeatureConfig())
+    meta = json.loads((Path(cache_dir) / "synth" / key / "meta.json").read_text())
+    assert set(meta["parts"]) == {"acoustic", "lexical"} and meta["lexical_dim"] == 16
     table = read_table("synth")
     feats = load("synth", key, ("acoustic", "lexical"))
     assert len(feats.acoustic) == len(feats.words) == 40
@@ -63,7 +69,7 @@ def test_synthetic_corpus_is_a_loadable_feature_cache(cache_dir: Path) -> None:
         assert (spans[:, 0] < spans[:, 1]).all() and spans[:, 1].max() <= len(x) + 1
     # a second call reuses the cache instead of writing it again
     before = sorted(p.stat().st_mtime_ns for p in (Path(cache_dir) / "synth").rglob("*.npy"))
-    assert bench.make_synthetic_corpus("synth", 40, dim=16) == key
+    assert bench_features.make_synthetic_corpus("synth", 40, dim=16) == key
     after = sorted(p.stat().st_mtime_ns for p in (Path(cache_dir) / "synth").rglob("*.npy"))
     assert before == after
 
@@ -72,7 +78,7 @@ def test_quick_training_section(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     argv = ["--quick", "--only", "training", "--cache", str(tmp_path / "cache")]
     argv += ["--n-synthetic", "48", "--train-steps", "2", "--out", str(out)]
-    assert bench.main(argv) == 0
+    assert cli.main(argv) == 0
     res = json.loads(out.read_text())
     assert "features" not in res and res["training"]["steps_per_run"] == 2
     for r in res["training"]["runs"].values():
@@ -103,7 +109,7 @@ def test_quick_run_writes_sane_json(tmp_path: Path, capsys: pytest.CaptureFixtur
         "--out",
         str(out),
     ]
-    assert bench.main(argv) == 0
+    assert cli.main(argv) == 0
     res = json.loads(out.read_text())
     assert res["repeats"] == 1 and res["machine"]["cores_logical"] >= 1
     f = res["features"]
@@ -113,13 +119,13 @@ def test_quick_run_writes_sane_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert f["warm_extract_s"]["median"] < f["cold_extract_s"]["median"]
     runs = res["training"]["runs"]
     assert set(runs) == {
-        f"{v}/{b}" for v in bench.ARCHITECTURES for b in ("bucketing", "no_bucketing")
+        f"{v}/{b}" for v in training.ARCHITECTURES for b in ("bucketing", "no_bucketing")
     }
     for r in runs.values():
         assert r["utt_per_s"]["median"] > 0 and r["n_train"] > 0
         assert 0 <= r["padding_share"]["median"] < 1 and 0 <= r["data_wait_share"]["median"] < 1
     # bucketing sorts by length: never more padding than without it, on the same data
-    for v in bench.ARCHITECTURES:
+    for v in training.ARCHITECTURES:
         assert (
             runs[f"{v}/bucketing"]["padding_share"]["median"]
             <= runs[f"{v}/no_bucketing"]["padding_share"]["median"] + 1e-9
@@ -135,9 +141,57 @@ def test_quick_run_writes_sane_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "machine:" in printed and "baseline: SVM ComParE functionals" in printed
 
 
+def test_private_cache_writers_stay_in_store() -> None:
+    """Only datamodules/features/store.py calls its `_` functions (the bench uses write_features)."""
+    repo = Path(__file__).resolve().parents[1]
+    private = re.compile(r"\bstore\._\w+|features\.store import[^\n]*\b_\w+")
+    offenders = [
+        str(f.relative_to(repo))
+        for folder in ("datamodules", "lightning_modules", "experiments", "tests")
+        for f in (repo / folder).rglob("*.py")
+        if f.name != "store.py" and private.search(f.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+def test_frontends_hook(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ctx = common.Context(quick=True, repeats=1, workers=1, cache=tmp_path, corpus_root=None)
+    monkeypatch.setitem(sys.modules, "experiments.bench_frontends", None)  # absent: ImportError
+    assert bench_features.bench_frontends(ctx) is None
+    assert any("bench_frontends.py is not present" in n for n in ctx.notes)
+    rows = cli.table_rows({"features": _features_result(None)})
+    assert ("features: front ends", "skipped (see notes)") in rows
+
+    calls = []
+
+    def frontend_throughput(names=("a", "b"), seconds=30.0, device="cpu"):  # noqa: ANN001, ANN202
+        calls.append((list(names), seconds, device))
+        return [
+            {"frontend": n, "device": device, "audio_s_per_s": 12.5, "load_s": 0.5} for n in names
+        ]
+
+    fake = types.ModuleType("experiments.bench_frontends")
+    fake.frontend_throughput = frontend_throughput  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "experiments.bench_frontends", fake)
+    ctx.frontends = ["compare_lld"]
+    got = bench_features.bench_frontends(ctx)
+    assert calls == [(["compare_lld"], 10.0, "cpu")] and got is not None
+    rows = dict(cli.table_rows({"features": _features_result(got)}))
+    assert rows["features: front end compare_lld (audio s/s, cpu)"] == "12.5 (load 0.5 s)"
+
+
+def _features_result(frontends: list | None) -> dict:
+    s = common.stat([1.0])
+    keys = ("opensmile_audio_s_per_s", "acoustic_audio_s_per_s", "lexical_audio_s_per_s")
+    keys += ("acoustic_time_ratio_to_opensmile", "cold_extract_s", "warm_extract_s")
+    return {"corpus": "c", "n_clips": 1, "audio_s": 1.0, "workers": 1, "frontends": frontends} | {
+        k: s for k in keys
+    }
+
+
 def test_bad_section_is_refused() -> None:
     with pytest.raises(SystemExit):
-        bench.parse_args(["--only", "features,nonsense"])
+        cli.parse_args(["--only", "features,nonsense"])
 
 
 @pytest.mark.slow
@@ -147,7 +201,7 @@ def test_quick_inference_and_memory(tmp_path: Path) -> None:
     argv = ["--quick", "--only", "inference,memory", "--corpus-root", str(root)]
     argv += ["--cache", str(tmp_path / "cache"), "--n-synthetic", "48", "--train-steps", "2"]
     argv += ["--asr", "none", "--workers", "1", "--out", str(out)]
-    assert bench.main(argv) == 0
+    assert cli.main(argv) == 0
     res = json.loads(out.read_text())
     lat = res["inference"]["latency"]
     assert set(lat) == {"1s", "5s", "20s"}

@@ -225,3 +225,24 @@ def test_acoustic_model_on_text_only_corpus_is_one_error_line(
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "error: corpus 'textonly'" in proc.stderr and "no audio" in proc.stderr
+
+
+def test_build_makes_the_fit_setup_without_running(tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    from experiments.train import build
+
+    timer = pl.Callback()
+    cli = build(
+        ["--config", str(REPO / "configs" / "acoustic_mean.yaml"), "--model.hidden_size", "8"]
+        + ["--trainer.default_root_dir", str(tmp_path), "--wandb", "false"],
+        datamodule_class=FakeDataModule,
+        callbacks=[timer],
+    )
+    assert timer in cli.trainer.callbacks
+    # configs/defaults.yaml is read as by `fit`: trainer, callbacks and the data->model links
+    assert cli.trainer.max_epochs == 30 and cli.trainer.gradient_clip_val == 1.0
+    assert cli.trainer.checkpoint_callback.monitor == "val/ua"
+    assert cli.model.hparams.architecture == "acoustic" and cli.model.hparams.num_classes == 3
+    assert cli.datamodule.modalities == ["acoustic"]
+    assert not (tmp_path / "metrics.json").exists() and cli.trainer.state.fn is None

@@ -1,0 +1,106 @@
+"""experiments.baselines: scorers learn separable data, standardise on train rows only, cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import baselines
+from tests.test_bench import fake_ravdess
+
+
+def blobs(n_per_class: int, dim: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Four Gaussian classes, well apart, on features of very different scales."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(4, dim))
+    y = np.repeat(np.arange(4), n_per_class)
+    x = centres[y] + rng.normal(size=(len(y), dim))
+    return (x * np.logspace(-3, 3, dim)).astype(np.float32), y
+
+
+def test_scores_by_hand() -> None:
+    s = baselines.scores([0, 0, 0, 1], [0, 0, 1, 1])
+    assert s["wa"] == pytest.approx(0.75)
+    assert s["ua"] == pytest.approx((2 / 3 + 1) / 2)
+    assert s["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+
+
+def test_svm_on_separable_functionals_beats_chance() -> None:
+    x, y = blobs(40)
+    part = np.arange(len(y)) % 4  # train 0-1, val 2, test 3
+    train, val, test = part < 2, part == 2, part == 3
+    out = baselines.svm_on_functionals(x[train], y[train], x[test], y[test], val=(x[val], y[val]))
+    assert out["ua"] > 0.9 and out["wa"] > 0.9 and out["macro_f1"] > 0.9  # chance: 0.25
+    assert out["feature_dim"] == 20
+    assert set(out["val_ua_by_C"]) == {str(c) for c in baselines.C_GRID}
+
+
+def test_standardisation_is_fitted_on_training_rows_only() -> None:
+    x, y = blobs(40)
+    train, test = np.arange(len(y)) % 4 != 0, np.arange(len(y)) % 4 == 0
+    base = baselines.svm_on_functionals(x[train], y[train], x[test], y[test], grid=[0.1])
+    assert base["ua"] > 0.9
+    # Shifting only the test rows moves them away from the training statistics: a scaler fitted
+    # on the test rows (or on train + test) would absorb the shift and keep the scores.
+    shifted = x[test] + 8 * x[train].std(0)
+    moved = baselines.svm_on_functionals(x[train], y[train], shifted, y[test], grid=[0.1])
+    assert moved["ua"] < base["ua"] - 0.3
+    # Rescaling every row by powers of two is undone exactly by the standardisation.
+    scale = 2.0 ** np.arange(-10, 10)
+    again = baselines.svm_on_functionals(
+        x[train] * scale, y[train], x[test] * scale, y[test], grid=[0.1]
+    )
+    assert again["ua"] == base["ua"] and again["wa"] == base["wa"]
+
+
+def test_logistic_probe_on_pooled_states() -> None:
+    rng = np.random.default_rng(0)
+
+    def states(n: int) -> tuple[list[np.ndarray], np.ndarray]:
+        y = np.arange(n) % 3
+        # classes differ in the frames' spread, not their mean: only the std half separates them
+        return [rng.normal(scale=1 + 2 * c, size=(int(rng.integers(5, 40)), 8)) for c in y], y
+
+    pooled = baselines.pool_states([np.ones((3, 8)), np.arange(16.0).reshape(2, 8)])
+    assert pooled.shape == (2, 16) and np.allclose(pooled[0], [1] * 8 + [0] * 8)
+    assert np.allclose(pooled[1, 8:], 4.0)
+    (tr, ytr), (va, yva), (te, yte) = states(90), states(30), states(30)
+    out = baselines.logistic_probe(tr, ytr, te, yte, val=(va, yva))
+    assert out["ua"] > 0.8 and out["feature_dim"] == 16  # chance: 1/3
+
+
+def test_one_class_in_training_is_refused() -> None:
+    x, y = blobs(5)
+    with pytest.raises(baselines.BaselineError, match="fewer than two classes"):
+        baselines.svm_on_functionals(x[y == 0], y[y == 0], x, y)
+
+
+def test_baseline_scores_on_a_split_and_the_functionals_cache(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datamodules.splits import load_or_create_split
+    from experiments import prepare
+
+    root = fake_ravdess(tmp_path / "ravdess", actors=4, seconds=0.5)
+    assert prepare.main(["ravdess", "--root", str(root), "--name", "r4"]) == 0
+    split = load_or_create_split("r4", "speakers", 0, 0, ["Actor_01"], ["Actor_02"])
+    out = baselines.baseline_scores("r4", split)
+    assert out["n"] == {"train": 16, "val": 8, "test": 8} and out["feature_dim"] == 6373
+    assert 0 <= out["ua"] <= 1 and set(out["classes"]) >= {"angry", "happy", "neutral", "sad"}
+    cached = list((cache_dir / "r4" / "functionals").glob("*.npz"))
+    assert len(cached) == 1
+    with np.load(cached[0], allow_pickle=False) as data:  # no pickled objects inside
+        assert data["x"].shape == (32, 6373)
+
+    # The second call reads the cache: openSMILE is not run again.
+    import opensmile
+
+    monkeypatch.setattr(opensmile, "Smile", None)
+    assert baselines.baseline_scores("r4", split)["ua"] == out["ua"]
+
+
+def test_missing_audio_is_named(cache_dir: Path) -> None:
+    with pytest.raises(baselines.BaselineError, match="audio files missing"):
+        baselines.functionals(["/nonexistent/a.wav"], corpus="x")
