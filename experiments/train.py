@@ -53,6 +53,8 @@ RECORD_DATA_KEYS = (
     "encoder",
     "layers",
     "word_pooling",
+    "transcripts",
+    "test_transcripts",
 )
 
 
@@ -126,7 +128,16 @@ class EmotionCLI(LightningCLI):
             record = self.run_record()
             tags = [
                 f"{k}:{record[k]}"
-                for k in ("modality", "pooling", "fusion", "protocol", "fold", "seed")
+                for k in (
+                    "modality",
+                    "pooling",
+                    "fusion",
+                    "protocol",
+                    "fold",
+                    "seed",
+                    "transcripts",
+                    "test_transcripts",
+                )
             ]
             loggers.append(
                 WandbLogger(
@@ -152,10 +163,17 @@ class EmotionCLI(LightningCLI):
         for key in RECORD_DATA_KEYS:
             value = data.get(key) if data is not None else None
             record[key] = list(value) if isinstance(value, (list, tuple)) else value
+        # the test words are the training words unless set (the datamodule's default)
+        record["transcripts"] = record.get("transcripts") or "gold"
+        record["test_transcripts"] = record.get("test_transcripts") or record["transcripts"]
         seed = self._get(self.config, "seed_everything")
         record["seed"] = data.get("seed") if seed in (None, True, False) and data else seed
         if getattr(self, "datamodule", None) is not None:
             record["feature_key"] = getattr(self.datamodule, "feature_key", None)
+            test_key = getattr(self.datamodule, "test_feature_key", None)
+            if test_key and test_key != record["feature_key"]:
+                record["test_feature_key"] = test_key
+            record["asr_backend"] = getattr(self.datamodule, "asr_backend", None)
         return record
 
     def after_fit(self) -> None:
