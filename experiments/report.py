@@ -5,6 +5,8 @@
 One row per variant (architecture + pooling + fusion + protocol, and corpus): Avg Loss, WA,
 UA, macro-F1 and per-class accuracy (recall), each mean ± sd over folds and seeds (sample
 sd, ddof=1; 0 for a single run), the best per column marked, and the runs behind each.
+Runs on recognised words (`--data.transcripts`/`--data.test_transcripts asr`) are their own
+rows and add a "Recognised transcripts" section (`experiments.transcripts_report`).
 """
 
 from __future__ import annotations
@@ -161,6 +163,12 @@ def write_report(
                 f"![{caption}]({path.relative_to(sweep_dir).as_posix()})",
                 "",
             ]
+    from experiments import transcripts_report
+
+    if transcripts_report.uses_asr(runs):
+        lines, asr_notes = transcripts_report.section(runs, sweep_dir, plots)
+        md += lines
+        notes += asr_notes
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if failed:

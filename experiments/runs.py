@@ -82,10 +82,13 @@ class VariantRow:
     corpus: str
     runs: list[RunRecord] = field(default_factory=list)
     stats: dict[str, Stat] = field(default_factory=dict)
+    transcripts: str = ""  # "" for gold words in training and test, else e.g. "gold→asr"
 
     @property
     def label(self) -> str:
-        parts = [self.architecture] + [p for p in (self.pooling, self.fusion) if p]
+        parts = [self.architecture] + [
+            p for p in (self.pooling, self.fusion, self.transcripts) if p
+        ]
         return " · ".join(parts)
 
     def best_run(self) -> RunRecord:
@@ -120,8 +123,18 @@ def load_runs(sweep_dir: Path) -> tuple[list[RunRecord], list[str]]:
     return runs, skipped
 
 
+def transcript_setting(run: RunRecord) -> str:
+    """ "<train>→<test>" transcript sources of a run ("gold→gold" for runs that predate them)."""
+    c = run.config
+    train = _text(c.get("transcripts")) or "gold"
+    return f"{train}→{_text(c.get('test_transcripts')) or train}"
+
+
 def variant_key(run: RunRecord) -> tuple[str, ...]:
-    """(architecture, modality group, pooling, fusion, protocol, corpus) of a run.
+    """(architecture, modality group, pooling, fusion, protocol, corpus, transcripts) of a run.
+
+    transcripts is "" for gold words throughout, else the setting ("gold→asr": trained on
+    gold words, tested on recognised ones), so ASR runs never mix into gold rows.
 
     The modality group is "acoustic", "lexical" or "multimodal" (the trainer records the
     architecture's modalities as "acoustic+lexical"). A probe (`sequence_encoder: none`) is
@@ -143,6 +156,7 @@ def variant_key(run: RunRecord) -> tuple[str, ...]:
         "" if fusion == "none" else fusion,
         _text(c.get("protocol")),
         _text(c.get("corpus")),
+        "" if transcript_setting(run) == "gold→gold" else transcript_setting(run),
     )
 
 
@@ -170,8 +184,10 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
     for run in runs:
         key = variant_key(run)
         if key not in groups:
-            arch, modality, pooling, fusion, protocol, corpus = key
-            groups[key] = VariantRow(key, arch, modality, pooling, fusion, protocol, corpus)
+            arch, modality, pooling, fusion, protocol, corpus, transcripts = key
+            groups[key] = VariantRow(
+                key, arch, modality, pooling, fusion, protocol, corpus, transcripts=transcripts
+            )
         groups[key].runs.append(run)
     columns = [k for k, _, _ in HEADLINE] + [CLASS_PREFIX + n for n in class_names(runs)]
     for row in groups.values():
@@ -192,6 +208,7 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
             pooling_order.get(r.pooling, 9),
             r.pooling,
             r.fusion,
+            r.transcripts,
         ),
     )
     return rows, columns
