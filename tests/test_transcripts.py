@@ -185,3 +185,49 @@ def test_gold_and_asr_runs_are_distinct(cache_dir: Path, tmp_path: Path) -> None
     assert "test_feature_key" not in gg and ga["feature_key"] == gg["feature_key"]
     assert ga["test_feature_key"] == aa["feature_key"] != gg["feature_key"]
     assert aa["asr_backend"] == "whisper"
+
+
+def test_report_section_groups_by_setting_and_bins_by_wer(cache_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from experiments.report import write_report
+    from lightning_modules.predictions import Predictions, write_predictions
+
+    _text_corpus("txt")  # joy rows: WER 1.0 ("so hoppy to day"), anger rows: WER 1/4
+    ids = [f"t{i:02d}" for i in range(24)]
+    labels = np.array([1, 0] * 12)  # classes ["anger", "joy"]
+    sweep = tmp_path / "sweep"
+    for arch, modality, fusion in (
+        ("lexical", "lexical", "none"),
+        ("mmmla", "acoustic+lexical", "gmu"),
+    ):
+        for test, wrong in (("gold", 0), ("asr", 6)):  # asr: 6 joy utterances misread
+            run = sweep / f"{arch}-{test}"
+            run.mkdir(parents=True)
+            pred = labels.copy()
+            pred[np.flatnonzero(labels == 1)[:wrong]] = 0
+            ua = float(np.mean([(pred[labels == c] == c).mean() for c in (0, 1)]))
+            gate = np.where(labels == 1, 0.7, 0.4).astype(np.float32) if fusion == "gmu" else None
+            write_predictions(
+                run / "predictions.npz",
+                Predictions(ids, labels, pred, np.eye(2, dtype=np.float32)[pred], ["anger", "joy"],
+                            gate=gate),
+            )  # fmt: skip
+            config = {"architecture": arch, "modality": modality, "pooling": "attention",
+                      "fusion": fusion, "corpus": "txt", "protocol": "sd8020",
+                      "transcripts": "gold", "test_transcripts": test}  # fmt: skip
+            metrics = {"ua": ua, "wa": ua, "predictions": "predictions.npz", "config": config}
+            (run / "metrics.json").write_text(json.dumps(metrics))
+    report = write_report(sweep, plots=True, wandb_log=False)
+    assert len(report.rows) == 4  # gold and ASR runs are separate rows
+    assert {r.transcripts for r in report.rows} == {"", "gold→asr"}
+    text = report.markdown.read_text()
+    assert "## Recognised transcripts" in text
+    assert (
+        "| txt | mmmla · attention · gmu | 100.0 ± 0.0 (n=1) | 75.0 ± 0.0 (n=1) | -25.0 |" in text
+    )
+    # joy (WER 100%) bin: half misread under ASR; anger (WER 25%) bin untouched
+    assert "| lexical · attention · gold→asr | – | – | 100.0 (n=12) | 50.0 (n=12) |" in text
+    assert "0.40 | 0.70 |" in text  # gate per WER bin of the GMU model
+    assert (sweep / "plots" / "ua_by_wer_txt.png").is_file()
+    assert (sweep / "plots" / "gate_by_wer_txt.png").is_file()
