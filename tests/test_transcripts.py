@@ -231,3 +231,12 @@ def test_report_section_groups_by_setting_and_bins_by_wer(cache_dir: Path, tmp_p
     assert "0.40 | 0.70 |" in text  # gate per WER bin of the GMU model
     assert (sweep / "plots" / "ua_by_wer_txt.png").is_file()
     assert (sweep / "plots" / "gate_by_wer_txt.png").is_file()
+
+
+def test_transcripts_sweep_runs_every_combination() -> None:
+    import experiments.sweep as sw
+
+    _, runs = sw.build_runs(sw.load_sweep(REPO / "configs/sweeps/transcripts.yaml"))
+    combos = {(r.params["data.transcripts"], r.params["data.test_transcripts"]) for r in runs}
+    assert combos == {("gold", "gold"), ("gold", "asr"), ("asr", "asr"), ("asr", "gold")}
+    assert len({r.name for r in runs}) == len(runs) == 4 * 4 * 3  # variants x combos x seeds
