@@ -231,9 +231,6 @@ def recognise_corpus(
             report.heard[u.utterance_id] = heard
             report.counts["cached"] += 1
     workers = max(1, int(workers or os.cpu_count() or 1))
-    if backend == "whisper" and workers > 1:
-        # each worker's CTranslate2 uses up to 4 threads of its own; no more than the cores
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.perf_counter()
     tasks = [(u.audio_path, u.start_s, u.end_s, backend) for u, _ in todo]
     with tqdm(total=len(tasks), desc=f"{corpus} asr {backend}", unit="utt",
