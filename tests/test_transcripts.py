@@ -240,3 +240,14 @@ def test_transcripts_sweep_runs_every_combination() -> None:
     combos = {(r.params["data.transcripts"], r.params["data.test_transcripts"]) for r in runs}
     assert combos == {("gold", "gold"), ("gold", "asr"), ("asr", "asr"), ("asr", "gold")}
     assert len({r.name for r in runs}) == len(runs) == 4 * 4 * 3  # variants x combos x seeds
+
+
+def test_datamodule_names_a_bad_transcript_source(cache_dir: Path) -> None:
+    from datamodules.datamodule import DataModuleError, EmotionDataModule
+
+    with pytest.raises(DataModuleError, match="transcripts must be one of"):
+        EmotionDataModule(corpus="txt", test_transcripts="whisper")  # type: ignore[arg-type]
+    _text_corpus("plain", with_asr=False)
+    dm = EmotionDataModule(corpus="plain", modalities=["lexical"], test_transcripts="asr")
+    with pytest.raises(CorpusError, match="prepare it with --transcripts both"):
+        dm.prepare_data()
