@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def unweighted_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
 
 def binned(runs: Sequence[RunRecord], wer: dict[str, float]) -> dict[str, dict[str, np.ndarray]]:
     """Per run group ("variant · setting"): UA, mean gate and count per WER bin (pooled runs)."""
-    pooled: dict[str, dict[str, list[np.ndarray]]] = {}
+    pooled: dict[tuple[Any, ...], dict[str, list[np.ndarray]]] = {}
     for run in _lexical_runs(runs):
         try:
             p = run.predictions()
@@ -118,8 +119,12 @@ def binned(runs: Sequence[RunRecord], wer: dict[str, float]) -> dict[str, dict[s
             continue
         w = np.array([wer.get(u, math.nan) for u in p.utterance_ids], dtype=np.float64)
         corpus, arch, pooling, fusion = _variant(run)
-        name = " · ".join(x for x in (arch, pooling, fusion, transcript_setting(run)) if x)
-        entry = pooled.setdefault(name, {"bins": [], "labels": [], "pred": [], "gate": []})
+        setting = transcript_setting(run)
+        order = SETTINGS.index(setting) if setting in SETTINGS else len(SETTINGS)
+        name = " · ".join(x for x in (arch, pooling, fusion, setting) if x)
+        entry = pooled.setdefault(
+            (arch, pooling, fusion, order, name), {"bins": [], "labels": [], "pred": [], "gate": []}
+        )
         entry["bins"].append(bin_index(w))
         entry["labels"].append(np.asarray(p.labels))
         entry["pred"].append(np.asarray(p.predictions))
@@ -127,7 +132,7 @@ def binned(runs: Sequence[RunRecord], wer: dict[str, float]) -> dict[str, dict[s
             np.asarray(p.gate, np.float64) if p.gate is not None else np.full(len(w), np.nan)
         )
     out = {}
-    for name, e in pooled.items():
+    for (*_, name), e in sorted(pooled.items(), key=lambda item: item[0]):
         bins, labels, pred, gate = (
             np.concatenate(e[k]) for k in ("bins", "labels", "pred", "gate")
         )
@@ -219,7 +224,16 @@ def section(
             ]
             cells += [f"{v:.2f}" if np.isfinite(v) else "–" for v in g["gate"]]
             lines.append("| " + " | ".join([name, *cells]) + " |")
-        md += [f"### {corpus}: UA and GMU gate per WER bin", "", "\n".join(lines), ""]
+        md += [
+            f"### {corpus}: UA and GMU gate per WER bin",
+            "",
+            "Test utterances pooled over each group's runs (n = utterances in the bin), binned "
+            "by the WER of their recognised transcript; UA is the mean recall over the classes "
+            "present in the bin, the gate the mean GMU gate value (1 = acoustic).",
+            "",
+            "\n".join(lines),
+            "",
+        ]
         if not plots:
             continue
         for key, ylabel, stem in (
