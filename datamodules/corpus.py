@@ -24,6 +24,9 @@ class PreparedCorpus:
     name: str
     table: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    # which transcript `transcript`/`words` hold, "gold" or "asr" ("": as prepared, see
+    # `datamodules.transcripts.transcript_view`); lexical feature keys depend on it
+    transcripts: str = ""
 
     @classmethod
     def load(cls, name: str) -> PreparedCorpus:
@@ -63,6 +66,13 @@ class PreparedCorpus:
     @cached_property
     def label_of(self) -> dict[str, str]:
         return dict(zip(self.table["utterance_id"], self.table["label"], strict=True))
+
+    @property
+    def transcript_source(self) -> str:
+        """ "asr" when the transcript columns hold recognised text, else "gold"."""
+        if self.transcripts:
+            return self.transcripts
+        return "asr" if "gold_transcript" in self.table.columns else "gold"
 
     @property
     def has_audio(self) -> bool:

@@ -7,6 +7,11 @@ and builds the datasets (`datamodules.dataset`; batch conventions there). The mo
 is stored by Lightning in every checkpoint for resuming, and the model's checkpoint record
 (`lightning_modules.checkpoint`) copies what prediction needs from it.
 
+`transcripts` chooses the words of training and validation ("gold" or "asr", from a corpus
+prepared with `--transcripts both` or `asr`), `test_transcripts` those of the test part
+(default: the same), so gold/gold, gold->asr (a deployed model hears recognised words) and
+asr/asr are config values. Each source has its own feature key; acoustic shards are shared.
+
 Normalisation "speaker" fits each speaker's statistics on that speaker's own frames, test
 speakers included: it uses their unlabelled audio, which is standard practice in the SER
 literature (and logged). Speakers unknown at inference fall back to the global training stats.
@@ -40,6 +45,7 @@ MODALITIES = ("acoustic", "lexical")
 # 30 s of 10 ms frames: one long recording must not exhaust memory (a batch is padded to its
 # longest item); longer utterances are cropped to a window, named in a warning. None: no cap.
 DEFAULT_MAX_FRAMES = 3000
+TRANSCRIPTS = ("gold", "asr")
 
 
 class DataModuleError(Exception):
@@ -112,6 +118,8 @@ class EmotionDataModule(pl.LightningDataModule):
         acoustic_features: str = "compare_lld",
         acoustic_layer: str = "last",
         feature_device: str = "cpu",
+        transcripts: Literal["gold", "asr"] = "gold",
+        test_transcripts: Literal["gold", "asr"] | None = None,
     ) -> None:
         """`acoustic_features`: compare_lld, whisper_tiny, whisper_base or hf:<local path>
         (`acoustic_layer`: an index, last or all for hf:); `feature_device`: cpu, cuda or auto,
@@ -126,6 +134,9 @@ class EmotionDataModule(pl.LightningDataModule):
             raise DataModuleError(
                 f"normalization must be one of {NORMALIZATIONS}, got '{normalization}'"
             )
+        bad = [t for t in (transcripts, test_transcripts) if t not in (*TRANSCRIPTS, None)]
+        if bad:
+            raise DataModuleError(f"transcripts must be one of {TRANSCRIPTS}, got '{bad[0]}'")
         if batch_size < 1 or num_workers < 0 or (max_frames is not None and max_frames < 1):
             raise DataModuleError("batch_size and max_frames must be >= 1, num_workers >= 0")
         self.save_hyperparameters()
@@ -147,9 +158,13 @@ class EmotionDataModule(pl.LightningDataModule):
         self.acoustic_features, self.acoustic_layer = acoustic_features, str(acoustic_layer)
         self.feature_device = feature_device
         self.acoustic_layers = 1  # hidden states stacked in each frame (hf: layer "all")
+        self.transcripts = transcripts
+        self.test_transcripts = test_transcripts or transcripts
 
         self.feature_config: Any = None
         self.feature_key: str = ""
+        self.test_feature_key: str = ""  # = feature_key unless test words come from elsewhere
+        self.asr_backend: str | None = None
         self.class_names: list[str] = []
         self.split: dict[str, list[str]] = {}
         self.normalizer: Normalizer | None = None
@@ -172,6 +187,17 @@ class EmotionDataModule(pl.LightningDataModule):
             self._prepared = PreparedCorpus.load(self.corpus)
         return self._prepared
 
+    def view(self, source: str) -> PreparedCorpus:
+        """The corpus with the `source` transcripts as its words (as prepared for acoustic models)."""
+        if "lexical" not in self.modalities:
+            return self.prepared
+        from datamodules.transcripts import transcript_view
+
+        return transcript_view(self.prepared, source)
+
+    def _sources(self) -> list[str]:
+        return list(dict.fromkeys([self.transcripts, self.test_transcripts]))
+
     def prepare_data(self) -> None:
         # once per datamodule: the CLI's links call it before the trainer does, and a repeat
         # would only re-read the table and re-verify every shard's checksum
@@ -179,7 +205,8 @@ class EmotionDataModule(pl.LightningDataModule):
             return
         config = self._feature_config()
         options = {"device": self.feature_device} if self.feature_device != "cpu" else {}
-        FEATURES.extract(self.prepared, config, self.modalities, **options)
+        for source in self._sources():
+            FEATURES.extract(self.view(source), config, self.modalities, **options)
         self._extracted = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -197,10 +224,19 @@ class EmotionDataModule(pl.LightningDataModule):
             folds=self.folds,
         )
         self.feature_config = self._feature_config()
-        self.feature_key = FEATURES.key(corpus, self.feature_config)
-        features = FEATURES.load(corpus, self.feature_key, self.modalities)
-        self._check_features(features)
-        self.split = self._drop_missing(features)
+        self.asr_backend = _asr_backend(corpus)
+        train_view = self.view(self.transcripts)
+        self.feature_key = FEATURES.key(train_view, self.feature_config)
+        features = FEATURES.load(train_view, self.feature_key, self.modalities)
+        self._check_features(features, self.feature_key)
+        test_features = features
+        self.test_feature_key = self.feature_key
+        if self.test_transcripts != self.transcripts:
+            test_view = self.view(self.test_transcripts)
+            self.test_feature_key = FEATURES.key(test_view, self.feature_config)
+            test_features = FEATURES.load(test_view, self.test_feature_key, self.modalities)
+            self._check_features(test_features, self.test_feature_key)
+        self.split = self._drop_missing(features, test_features)
         self.acoustic_dim, self.lexical_dim = _dims(features, self.modalities)
         meta = getattr(features, "meta", None) or {}
         self.frame_step_s = float(meta.get("frame_step_s") or 0.01)
@@ -218,7 +254,7 @@ class EmotionDataModule(pl.LightningDataModule):
                 ids,
                 [index[label_of[u]] for u in ids],
                 [speaker_of[u] for u in ids],
-                features,
+                test_features if part == "test" else features,
                 self.modalities,
                 self.normalizer,
                 self.max_frames,
@@ -226,13 +262,15 @@ class EmotionDataModule(pl.LightningDataModule):
             )
         self._warn_long(features)
         log.info(
-            "%s %s fold %d: %s utterances, classes %s, features %s",
+            "%s %s fold %d: %s utterances, classes %s, features %s, transcripts %s -> test %s",
             self.corpus,
             self.protocol,
             self.fold,
             {p: len(v) for p, v in self.split.items()},
             self.class_names,
             self.feature_key,
+            self.transcripts,
+            self.test_transcripts,
         )
 
     def _feature_config(self) -> Any:
@@ -274,24 +312,24 @@ class EmotionDataModule(pl.LightningDataModule):
         frames = {u: x for u, x in features.acoustic.items() if u in used}
         return Normalizer.fit(frames, self.split["train"], speaker_of, self.normalization)
 
-    def _check_features(self, features: Any) -> None:
+    def _check_features(self, features: Any, key: str) -> None:
         for name, attr in (("acoustic", "acoustic"), ("lexical", "words")):
             if name in self.modalities and not getattr(features, attr, None):
                 raise DataModuleError(
-                    f"features {self.feature_key} of corpus '{self.corpus}' hold no {name} part; "
+                    f"features {key} of corpus '{self.corpus}' hold no {name} part; "
                     f"run prepare_data() (features.extract) with modalities {self.modalities}"
                 )
 
-    def _drop_missing(self, features: Any) -> dict[str, list[str]]:
+    def _drop_missing(self, features: Any, test_features: Any) -> dict[str, list[str]]:
         """The split without utterances the feature cache lacks (logged; fails if a part empties)."""
-        have: set[str] | None = None
-        for name, attr in (("acoustic", "acoustic"), ("lexical", "words")):
-            if name in self.modalities:
-                ids = set(getattr(features, attr))
-                have = ids if have is None else have & ids
-        assert have is not None  # modalities are a non-empty subset (checked in __init__)
         out = {}
         for part in PARTS:
+            have: set[str] | None = None
+            for name, attr in (("acoustic", "acoustic"), ("lexical", "words")):
+                if name in self.modalities:
+                    ids = set(getattr(test_features if part == "test" else features, attr))
+                    have = ids if have is None else have & ids
+            assert have is not None  # modalities are a non-empty subset (checked in __init__)
             kept = [u for u in self.split[part] if u in have]
             if len(kept) < len(self.split[part]):
                 log.warning(
@@ -398,6 +436,10 @@ class EmotionDataModule(pl.LightningDataModule):
             "test_speakers": list(self.test_speakers or []),
             "val_speakers": list(self.val_speakers or []),
             "max_frames": self.max_frames,
+            "transcripts": self.transcripts,
+            "test_transcripts": self.test_transcripts,
+            "test_feature_key": self.test_feature_key,
+            "asr_backend": self.asr_backend,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -426,6 +468,14 @@ class EmotionDataModule(pl.LightningDataModule):
         )
         for ds in self.datasets.values():
             ds.normalizer = self.normalizer
+
+
+def _asr_backend(corpus: PreparedCorpus) -> str | None:
+    """The recogniser of the corpus's ASR transcripts (prepare.json, else the table), if any."""
+    backend = corpus.meta.get("asr_backend")
+    if not backend and "asr_backend" in corpus.table.columns and len(corpus.table):
+        backend = str(corpus.table["asr_backend"].iloc[0])
+    return str(backend) if backend else None
 
 
 def _dims(features: Any, modalities: Sequence[str]) -> tuple[int, int]:

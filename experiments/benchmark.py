@@ -80,7 +80,9 @@ def split_of(run: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
     ckpt = run.metrics.get("checkpoint")
     if not ckpt or not Path(ckpt).is_file():
-        raise BenchmarkError(f"{run.run_dir}: its checkpoint {ckpt!r} is gone; the split is unknown")
+        raise BenchmarkError(
+            f"{run.run_dir}: its checkpoint {ckpt!r} is gone; the split is unknown"
+        )
     record = read_record(read_checkpoint(ckpt), Path(ckpt))
     data = record["data"]
     key = (
@@ -181,7 +183,9 @@ def baseline_rows(
             )
             row_of = {u: i for i, u in enumerate(ids)}
 
-            def fx(part: str, x: np.ndarray = x, row_of: dict = row_of) -> np.ndarray:
+            def fx(
+                part: str, x: np.ndarray = x, row_of: dict = row_of, split: dict = split
+            ) -> np.ndarray:
                 return x[[row_of[u] for u in split[part]]]
 
             out = svm_on_functionals(

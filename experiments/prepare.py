@@ -1,7 +1,9 @@
 """Read a corpus into the utterance table: `python -m experiments.prepare READER --root PATH`.
 
 Writes `cache/<name>/utterances.csv` and `prepare.json`, then prints the count per
-emotion, the count per speaker and the drops per reason.
+emotion, the count per speaker and the drops per reason. `--transcripts asr|both [--asr
+whisper|pocketsphinx]` adds recognised transcripts (cached per utterance under
+`cache/<name>/asr/<backend>/`), a per-utterance `wer` column and the corpus WER.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from datamodules.asr import BACKENDS, AsrError
 from datamodules.audio import AudioError
 from datamodules.corpora import READERS, PrepareResult, count_by, options_from_dict, reader
 from datamodules.utterances import CorpusError, cache_root, write_table
@@ -38,6 +41,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--columns",
         help="manifest: column mapping, e.g. transcript=Utterance,label=Emotion,speaker=Speaker",
     )
+    p.add_argument(
+        "--transcripts",
+        choices=("gold", "asr", "both"),
+        default="gold",
+        help="asr: recognised text replaces the transcript (gold kept in gold_transcript/"
+        "gold_words); both: gold stays, ASR added as asr_transcript/asr_words; needs audio",
+    )
+    p.add_argument("--asr", choices=BACKENDS, default="whisper", help="ASR backend (--transcripts)")
+    p.add_argument("--workers", type=int, help="ASR processes (default: all cores)")
     p.add_argument("--seed", type=int, help="builtin: generation seed")
     p.add_argument("--per-class", type=int, help="builtin: utterances per speaker and class")
     return p.parse_args(argv)
@@ -137,6 +149,21 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
     if not result.utterances:
         raise CorpusError(f"no utterances left from {root} after the protocol: {result.drops}")
     name = args.name or args.reader
+    transcripts: dict[str, Any] = {"transcripts": "gold"}
+    if args.transcripts != "gold":
+        from datamodules.transcripts import add_transcripts
+
+        silent = [u.utterance_id for u in result.utterances if not u.audio_path]
+        if silent:
+            raise CorpusError(
+                f"--transcripts {args.transcripts}: {root} has no audio for {len(silent)} of "
+                f"{len(result.utterances)} utterances (e.g. '{silent[0]}'); recognised "
+                "transcripts need an audio_path for every utterance"
+            )
+        transcripts, line = add_transcripts(
+            name, result.utterances, args.transcripts, args.asr, args.workers
+        )
+        result.notes.append(line)
     meta = {
         "reader": args.reader,
         "root": str(Path(root).resolve()),
@@ -145,6 +172,7 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
         "drops": result.drops,
         "dropped_files": result.dropped_files,
         "notes": result.notes,
+        **transcripts,
     }
     return result, write_table(name, result.utterances, meta)
 
@@ -153,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         result, path = prepare(args)
-    except (CorpusError, AudioError) as exc:
+    except (CorpusError, AudioError, AsrError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary(args.name or args.reader, result, path))

@@ -12,6 +12,8 @@ fold, the paired Wilcoxon signed-rank test of each variant against the best one 
 matched by fold and seed; `experiments.stats`), and each row's budget (epochs actually
 trained, feature set, hidden size, parameters). `report.tex` is the table as a booktabs
 LaTeX table for a paper.
+Runs on recognised words (`--data.transcripts`/`--data.test_transcripts asr`) are their own
+rows and add a "Recognised transcripts" section (`experiments.transcripts_report`).
 """
 
 from __future__ import annotations
@@ -387,6 +389,12 @@ def write_report(
                 f"![{caption}]({path.relative_to(sweep_dir).as_posix()})",
                 "",
             ]
+    from experiments import transcripts_report
+
+    if transcripts_report.uses_asr(runs):
+        lines, asr_notes = transcripts_report.section(runs, sweep_dir, plots)
+        md += lines
+        notes += asr_notes
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if failed:

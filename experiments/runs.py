@@ -87,10 +87,13 @@ class VariantRow:
     features: str = ""  # the run's feature_set label (ComParE_2016, whisper_base+minilm, ...)
     runs: list[RunRecord] = field(default_factory=list)
     stats: dict[str, Stat] = field(default_factory=dict)
+    transcripts: str = ""  # "" for gold words in training and test, else e.g. "gold→asr"
 
     @property
     def label(self) -> str:
-        parts = [self.architecture] + [p for p in (self.pooling, self.fusion) if p]
+        parts = [self.architecture] + [
+            p for p in (self.pooling, self.fusion, self.transcripts) if p
+        ]
         shown = [f for f in self.features.split("+") if f and f not in DEFAULT_FEATURES]
         return " · ".join(parts + ["+".join(shown)] if shown else parts)
 
@@ -144,8 +147,19 @@ def load_runs(sweep_dir: Path) -> tuple[list[RunRecord], list[str]]:
     return runs, skipped
 
 
+def transcript_setting(run: RunRecord) -> str:
+    """ "<train>→<test>" transcript sources of a run ("gold→gold" for runs that predate them)."""
+    c = run.config
+    train = _text(c.get("transcripts")) or "gold"
+    return f"{train}→{_text(c.get('test_transcripts')) or train}"
+
+
 def variant_key(run: RunRecord) -> tuple[str, ...]:
-    """(architecture, modality group, pooling, fusion, protocol, corpus, feature set) of a run.
+    """(architecture, modality group, pooling, fusion, protocol, corpus, feature set,
+    transcripts) of a run.
+
+    transcripts is "" for gold words throughout, else the setting ("gold→asr": trained on
+    gold words, tested on recognised ones), so ASR runs never mix into gold rows.
 
     The modality group is "acoustic", "lexical" or "multimodal" (the trainer records the
     architecture's modalities as "acoustic+lexical"). A probe (`sequence_encoder: none`) is
@@ -168,6 +182,7 @@ def variant_key(run: RunRecord) -> tuple[str, ...]:
         _text(c.get("protocol")),
         _text(c.get("corpus")),
         _text(c.get("feature_set")),
+        "" if transcript_setting(run) == "gold→gold" else transcript_setting(run),
     )
 
 
@@ -219,9 +234,17 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
     for run in runs:
         key = variant_key(run)
         if key not in groups:
-            arch, modality, pooling, fusion, protocol, corpus, features = key
+            arch, modality, pooling, fusion, protocol, corpus, features, transcripts = key
             groups[key] = VariantRow(
-                key, arch, modality, pooling, fusion, protocol, corpus, features
+                key,
+                arch,
+                modality,
+                pooling,
+                fusion,
+                protocol,
+                corpus,
+                features,
+                transcripts=transcripts,
             )
         groups[key].runs.append(run)
     columns = [k for k, _, _ in HEADLINE] + [CLASS_PREFIX + n for n in class_names(runs)]
@@ -251,6 +274,7 @@ def aggregate(runs: Sequence[RunRecord]) -> tuple[list[VariantRow], list[str]]:
             r.pooling,
             r.fusion,
             r.features,
+            r.transcripts,
         ),
     )
     return rows, columns

@@ -63,6 +63,8 @@ RECORD_DATA_KEYS = (
     "layers",
     "word_pooling",
     "acoustic_features",
+    "transcripts",
+    "test_transcripts",
 )
 # Values W&B keeps as each run's best: the summary shows these, not the last epoch's.
 BEST_SUMMARIES = {"val/ua": "max", "val/wa": "max", "val/macro_f1": "max", "val/loss": "min"}
@@ -205,7 +207,17 @@ class EmotionCLI(LightningCLI):
             record = self.run_record()
             tags = [
                 f"{k}:{record[k]}"
-                for k in ("corpus", "modality", "pooling", "fusion", "protocol", "fold", "seed")
+                for k in (
+                    "corpus",
+                    "modality",
+                    "pooling",
+                    "fusion",
+                    "protocol",
+                    "fold",
+                    "seed",
+                    "transcripts",
+                    "test_transcripts",
+                )
             ]
             logger = WandbLogger(
                 save_dir=str(root),
@@ -244,11 +256,18 @@ class EmotionCLI(LightningCLI):
         for key in RECORD_DATA_KEYS:
             value = data.get(key) if data is not None else None
             record[key] = list(value) if isinstance(value, (list, tuple)) else value
+        # the test words are the training words unless set (the datamodule's default)
+        record["transcripts"] = record.get("transcripts") or "gold"
+        record["test_transcripts"] = record.get("test_transcripts") or record["transcripts"]
         seed = self._get(self.config, "seed_everything")
         record["seed"] = data.get("seed") if seed in (None, True, False) and data else seed
         datamodule = getattr(self, "datamodule", None)
         if datamodule is not None:
             record["feature_key"] = getattr(datamodule, "feature_key", None)
+            test_key = getattr(datamodule, "test_feature_key", None)
+            if test_key and test_key != record["feature_key"]:
+                record["test_feature_key"] = test_key
+            record["asr_backend"] = getattr(datamodule, "asr_backend", None)
         record["feature_set"] = feature_set_label(
             record, getattr(datamodule, "feature_config", None)
         )

@@ -150,17 +150,26 @@ def encoder_slug(encoder: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:24] or "encoder"
 
 
-def feature_key_for_table(table: pd.DataFrame, config: FeatureConfig) -> str:
-    """`feature_key` for an already-read table."""
-    digest = _sha(_key_fields(config), FEATURE_CODE_VERSION, table_hash(table))[:12]
+def feature_key_for_table(
+    table: pd.DataFrame, config: FeatureConfig, transcripts: str = "gold"
+) -> str:
+    """`feature_key` for an already-read table; `transcripts` "asr" marks recognised words."""
+    parts: tuple[object, ...] = (_key_fields(config), FEATURE_CODE_VERSION, table_hash(table))
+    if transcripts != "gold":  # gold keys stay what they were before ASR transcripts existed
+        parts += (f"transcripts={transcripts}",)
+    digest = _sha(*parts)[:12]
     acoustic = config.feature_set.lower()
     if acoustic_fields(config):
         acoustic = encoder_slug(config.acoustic_features.replace("_", "-"))
         acoustic += "" if config.acoustic_layer == "last" else f"-l{config.acoustic_layer}"
     slug = f"{acoustic}-{encoder_slug(config.encoder)}-{config.layers}-{config.word_pooling}"
+    if transcripts != "gold":
+        slug += f"-{transcripts}"
     return f"{slug}-{digest}"
 
 
 def feature_key(corpus: str | PreparedCorpus, config: FeatureConfig) -> str:
-    """Readable slug + short hash of (config, feature code version, corpus table content)."""
-    return feature_key_for_table(as_corpus(corpus).table, config)
+    """Readable slug + short hash of (config, feature code version, corpus table content,
+    and the transcript source when it is not gold)."""
+    corpus = as_corpus(corpus)
+    return feature_key_for_table(corpus.table, config, corpus.transcript_source)

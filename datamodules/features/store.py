@@ -673,7 +673,7 @@ def extract(
     modalities = _check_modalities(modalities)
     corpus = as_corpus(corpus)
     table = corpus.table
-    key = feature_key_for_table(table, config)
+    key = feature_key_for_table(table, config, corpus.transcript_source)
     report = ExtractReport(corpus.name, key, shard=claim)
     duplicated = table["utterance_id"][table["utterance_id"].duplicated()].tolist()
     if duplicated:
@@ -776,7 +776,7 @@ def write_features(
     are called once per utterance, shard by shard, so memory stays at one shard.
     """
     corpus = as_corpus(corpus)
-    key = feature_key_for_table(corpus.table, config)
+    key = feature_key_for_table(corpus.table, config, corpus.transcript_source)
     report = ExtractReport(corpus.name, key)
     parts = make_parts(corpus.dir / key, corpus.table, config)
     for name, fn in (("acoustic", acoustic), ("lexical", lexical)):
@@ -910,4 +910,6 @@ def load_table_features(
 ) -> Features:
     """`load` under the key of the corpus's current table (raises if not extracted)."""
     corpus = as_corpus(corpus)
-    return load(corpus, feature_key_for_table(corpus.table, config), modalities)
+    return load(
+        corpus, feature_key_for_table(corpus.table, config, corpus.transcript_source), modalities
+    )
