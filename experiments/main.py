@@ -104,16 +104,39 @@ def prepare(reader: str, name: str, root: Path | None) -> None:
     _done(t0, "prepared")
 
 
-def features(name: str, workers: int) -> None:
+def acoustic_front_end(choice: str, corpus: str) -> str:
+    """`auto`: the strongest front end measured on real speech (whisper_base) for a real
+    corpus, ComParE LLDs for the synthetic built-in one (its voices are espeak's, and the
+    job must stay within minutes); any other value is taken as given."""
+    if choice != "auto":
+        return choice
+    return "compare_lld" if corpus == "builtin" else "whisper_base"
+
+
+def default_protocol(name: str) -> dict[str, Any]:
+    """Leave-one-session-out where sessions group several speakers (IEMOCAP), else speaker
+    k-fold (RAVDESS and most corpora: a session per speaker would be leave-one-speaker-out
+    with a single-speaker val)."""
+    from datamodules.utterances import read_table
+
+    table = read_table(name)
+    if table["session"].nunique() < table["speaker"].nunique():
+        return {"data.protocol": "loso"}
+    return {"data.protocol": "speaker_kfold", "data.folds": min(5, table["speaker"].nunique())}
+
+
+def features(name: str, workers: int, acoustic: str = "compare_lld") -> None:
     """Extract and cache both modalities' features (a no-op when cached)."""
-    t0 = _step(f"2/4 features of '{name}'")
+    t0 = _step(f"2/4 features of '{name}' ({acoustic})")
     if importlib.util.find_spec("experiments.features") is not None:
-        _python(["-m", "experiments.features", name, "--workers", str(workers)], "features")
+        args = ["-m", "experiments.features", name, "--workers", str(workers)]
+        _python(args + ["--acoustic", acoustic], "features")
     else:  # the CLI is optional: the library call does the same
         from datamodules.features import FeatureConfig, extract
 
-        key = extract(name, FeatureConfig(), ("acoustic", "lexical"), workers=workers)
-        print(f"features cached: {key}")
+        config = FeatureConfig(acoustic_features=acoustic)
+        report = extract(name, config, ("acoustic", "lexical"), workers=workers)
+        print(f"features cached: {report.key}")
     _done(t0, "features ready")
 
 
@@ -168,9 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="processes for feature extraction and parallel runs",
     )
     parser.add_argument("--out", type=Path, help="runs folder (default runs/main/<name>-<size>)")
+    parser.add_argument(
+        "--acoustic",
+        default="auto",
+        help="acoustic front end: auto (whisper_base for real corpora, compare_lld for the "
+        "built-in one), compare_lld, whisper_tiny, whisper_base or hf:<path>",
+    )
     args = parser.parse_args(argv)
 
-    readers = ("builtin", "iemocap", "ravdess", "manifest")
+    from datamodules.corpora import READERS
+
+    readers = tuple(READERS)
     reader = args.corpus if args.corpus in readers else None
     name = args.name or args.corpus
     size = SIZES[args.size or ("small" if args.corpus == "builtin" else "full")]
@@ -185,7 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise MainError(
                 f"corpus '{name}' is neither a reader ({', '.join(readers)}) nor prepared"
             )
-        features(name, args.workers)
+        acoustic = acoustic_front_end(args.acoustic, args.corpus)
+        features(name, args.workers, acoustic)
+        sets = dict(size.sets)
+        if acoustic != "compare_lld":
+            sets["data.acoustic_features"] = acoustic
+        if size.name == "full":
+            sets = {**default_protocol(name), **sets}
+        size = Size(size.name, sets, size.max_epochs, size.seeds)
         results = run_sweeps(name, size, out, max(1, args.workers))
         reports = write_reports(out, f"{name} ({size.name})")
     except (MainError, sweep_mod.SweepError) as exc:
