@@ -317,6 +317,19 @@ class EmotionCLI(LightningCLI):
             "train_seconds": round(getattr(self, "_train_seconds", 0.0), 1) or None,
         }
 
+    def selection(self) -> dict[str, Any] | None:
+        """The checkpoint's selection criterion and its best value (val side only: tuning
+        reads this, never the test figures)."""
+        callback = self.trainer.checkpoint_callback
+        if not isinstance(callback, ModelCheckpoint) or not callback.monitor:
+            return None
+        best = callback.best_model_score
+        return {
+            "monitor": callback.monitor,
+            "mode": callback.mode,
+            "best": None if best is None else float(best),
+        }
+
     def write_metrics(self, checkpoint: str | None) -> Path | None:
         """Writes `metrics.json` and `predictions.npz` into the run folder (rank 0)."""
         result = self.model.results.get("test")
@@ -332,6 +345,7 @@ class EmotionCLI(LightningCLI):
             "checkpoint": checkpoint,
             "predictions": PREDICTIONS_FILE if self.model.test_predictions is not None else None,
             "budget": self.budget(checkpoint),
+            "selection": self.selection(),
             "config": self.run_record(),
         }
         path = root / "metrics.json"
