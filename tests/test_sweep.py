@@ -152,15 +152,20 @@ def test_bad_sweep_files_name_the_file_and_key(tmp_path: Path) -> None:
 
 def test_ready_sweeps_cover_the_variants() -> None:
     configs = {}
-    for name in ("pooling", "fusion", "protocols", "smoke"):
+    for name in ("pooling", "fusion", "protocols", "smoke", "benchmark", "tune"):
         spec = sw.load_sweep(REPO / "configs" / "sweeps" / f"{name}.yaml")
         assert spec.metric["name"] == "val/ua"
         assert "${args}" in spec.raw["command"]
-        configs[name] = {Path(c).stem for c in spec.parameters["config"]["values"]}
+        config = spec.parameters["config"]
+        configs[name] = {Path(c).stem for c in config.get("values", [config.get("value")])}
+        assert all((REPO / "configs" / f"{c}.yaml").is_file() for c in configs[name])
     assert configs["pooling"] == {
         "acoustic_last",
         "acoustic_mean",
         "acoustic_attention",
+        "acoustic_stats",
+        "acoustic_attentive_stats",
+        "acoustic_probe",
         "lexical_last",
         "lexical_cls",
         "lexical_mean",
