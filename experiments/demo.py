@@ -44,6 +44,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+# Imported once here: start-up (plots) and the server's worker threads (gradio) would
+# otherwise import pyplot concurrently, and Python's import lock then hands one of them a
+# partially initialised module.
+import matplotlib.pyplot  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 

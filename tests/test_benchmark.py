@@ -26,7 +26,9 @@ def test_table_tests_each_model_against_the_best_baseline_and_attention() -> Non
     folds = range(6)
     svm = row("svm functionals", "baseline", {f: [0.60 + 0.01 * f] for f in folds}, "func")
     probe = row("lr probe wb", "baseline", {f: [0.70 + 0.01 * f] for f in folds})
-    att = row("acoustic · attention", "model", {f: [0.75 + 0.01 * f, 0.77 + 0.01 * f] for f in folds})
+    att = row(
+        "acoustic · attention", "model", {f: [0.75 + 0.01 * f, 0.77 + 0.01 * f] for f in folds}
+    )
     stats_row = row("acoustic · stats", "model", {f: [0.72 + 0.02 * (f % 2)] for f in folds})
     table = bm.build_table([svm, probe, att, stats_row])
     by_name = {e["name"]: e for e in table}

@@ -39,6 +39,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 300) -> None:
+    """Start-up loads and warms the models after the page is up: wait for its `ready`."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"demo exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        if client.predict(api_name="/status")["ready"]:
+            return
+        time.sleep(1)
+    pytest.fail(f"demo not ready within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
 @pytest.fixture(scope="session")
 def app_url(models: DemoModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo on a free localhost port, with the test models and a 1 MB upload limit."""
@@ -65,6 +80,7 @@ def app_url(models: DemoModels, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 time.sleep(0.5)
         else:
             pytest.fail(f"demo did not listen within 120 s:\n{log.read_text()[-3000:]}")
+        wait_until_ready(url, proc, log)
         yield url
     finally:
         proc.terminate()
@@ -127,9 +143,13 @@ def test_fallback_is_the_acoustic_model_of_the_same_run_tree(
         placed[arch] = ckpt
     runs = tmp_path / "runs"  # no runs/demo here: the run tree alone must answer
     assert find_fallback(placed["mmmla"], runs) == placed["acoustic"].resolve()
-    silence = tmp_path / "silence.wav"
-    sf.write(silence, np.zeros(32_000, np.float32), 16_000)
-    pred, _, _ = DemoBackend(runs).predict(str(placed["mmmla"]), silence)
+    # a steady hum: voice activity for the VAD, but no words for the ASR (silence itself is
+    # answered "no speech detected" before any model runs)
+    hum = tmp_path / "hum.wav"
+    t = np.arange(32_000) / 16_000
+    sf.write(hum, (0.1 * np.sin(2 * np.pi * 110 * t)).astype(np.float32), 16_000)
+    pred, _, _ = DemoBackend(runs).predict(str(placed["mmmla"]), hum)
+    assert pred.words == []
     answer = pred.to_json()
     assert answer["fallback"] is True
     assert answer["checkpoint"] == str(placed["acoustic"].resolve())
@@ -147,7 +167,10 @@ def test_attention_figure_draws_words(models: DemoModels, clip: Path) -> None:
     assert {w.text for w in pred.words} <= texts | {
         t.get_text() for t in fig.axes[-1].get_xticklabels()
     }
-    assert len(fig.axes) == 2 + bool(pred.words) and len(pred.attention["acoustic"]) == pred.shapes["acoustic"][0]
+    assert (
+        len(fig.axes) == 2 + bool(pred.words)
+        and len(pred.attention["acoustic"]) == pred.shapes["acoustic"][0]
+    )
 
 
 def test_app_api_upload_gives_probabilities(
@@ -168,7 +191,12 @@ def test_app_api_upload_gives_probabilities(
         client.predict(handle_file(str(text)), "acoustic", api_name="/predict")
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(32_000, np.float32), 16_000)
-    out = client.predict(handle_file(str(silence)), "mmmla", api_name="/predict")
+    with pytest.raises(AppError, match=r"silence\.wav: no speech detected"):
+        client.predict(handle_file(str(silence)), "mmmla", api_name="/predict")
+    hum = tmp_path / "hum.wav"  # voice activity without words: the acoustic fallback answers
+    t = np.arange(32_000) / 16_000
+    sf.write(hum, (0.1 * np.sin(2 * np.pi * 110 * t)).astype(np.float32), 16_000)
+    out = client.predict(handle_file(str(hum)), "mmmla", api_name="/predict")
     assert out["fallback"] is True and out["model_used"].startswith("acoustic fallback")
 
 

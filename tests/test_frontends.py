@@ -16,7 +16,7 @@ import torch
 from datamodules.features import FeatureConfig, FeatureError, feature_key, load
 from datamodules.features.config import shard_hashes
 from datamodules.features.frontends import build_frontend
-from datamodules.features.store import _shard_ids, parse_shard
+from datamodules.features.store import parse_shard, shard_ids
 
 REPO = Path(__file__).resolve().parents[1]
 # two actors x four classes x two statements: 16 clips of about 3.5 s
@@ -106,7 +106,7 @@ def test_keys_differ_per_feature_set_and_shard(ravdess_root: Path, cache_dir: Pa
     from datamodules.corpus import as_corpus
 
     table = as_corpus("mini").table
-    shards = _shard_ids(table["utterance_id"].tolist(), 4)
+    shards = shard_ids(table["utterance_id"].tolist(), 4)
     per_set = [shard_hashes(table, c, shards)["acoustic"] for c in configs]
     assert all(len(set(h)) == len(shards) == 4 for h in per_set)  # per shard
     assert len({h for hashes in per_set for h in hashes}) == 12  # and per feature set

@@ -16,6 +16,7 @@ VARIANTS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in 
 EXPECTED = {
     "acoustic_last", "acoustic_mean", "acoustic_attention", "lexical_last", "lexical_cls",
     "lexical_mean", "lexical_attention", "mmb", "mmmla", "hierarchical",
+    "acoustic_stats", "acoustic_attentive_stats", "acoustic_probe", "acoustic_attentive_probe",
 }  # fmt: skip
 
 

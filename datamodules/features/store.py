@@ -332,7 +332,8 @@ class _Part:
         return ids, index, arrays
 
 
-def _shard_ids(ids: Sequence[str], size: int = SHARD_SIZE) -> list[list[str]]:
+def shard_ids(ids: Sequence[str], size: int = SHARD_SIZE) -> list[list[str]]:
+    """Utterance ids in cache shards of `size` (the unit of work and of `--shard K/N`)."""
     return [list(ids[s : s + size]) for s in range(0, len(ids), size)] or [[]]
 
 
@@ -376,7 +377,7 @@ def make_parts(
         shard_size = int(stored.get("shard_size") or SHARD_SIZE)
     if shard_size < 1:
         raise FeatureError(f"shard_size must be >= 1, got {shard_size}")
-    shards = _shard_ids(table["utterance_id"].tolist(), shard_size)
+    shards = shard_ids(table["utterance_id"].tolist(), shard_size)
     contents = shard_hashes(table, config, shards)
     hashes = {
         "acoustic": acoustic_part_hash(table, config),
