@@ -35,7 +35,15 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from datamodules.locks import LockedError, PidLock
 from datamodules.paths import REPO_ROOT, atomic_write_text
-from lightning_modules.architectures import architecture, modalities_for
+from experiments.run_record import (
+    budget_record,
+    config_record,
+    selection_record,
+    wandb_group,
+    wandb_run_name,
+    wandb_tags,
+)
+from lightning_modules.architectures import modalities_for
 from lightning_modules.predictions import FILE_NAME as PREDICTIONS_FILE
 from lightning_modules.predictions import write_predictions
 from lightning_modules.system import EmotionClassifier
@@ -43,29 +51,6 @@ from lightning_modules.system import EmotionClassifier
 DEFAULTS = REPO_ROOT / "configs" / "defaults.yaml"
 # Datamodule attributes (known after setup) that size and name the model's outputs.
 DATA_TO_MODEL = ("num_classes", "acoustic_dim", "acoustic_layers", "lexical_dim", "class_names")
-# Config keys copied into metrics.json and the W&B run (data keys first looked up on the data).
-RECORD_MODEL_KEYS = (
-    "architecture",
-    "pooling",
-    "fusion",
-    "sequence_encoder",
-    "hidden_size",
-    "num_layers",
-    "dropout",
-)
-RECORD_DATA_KEYS = (
-    "corpus",
-    "protocol",
-    "fold",
-    "folds",
-    "test_speakers",
-    "encoder",
-    "layers",
-    "word_pooling",
-    "acoustic_features",
-    "transcripts",
-    "test_transcripts",
-)
 # Values W&B keeps as each run's best: the summary shows these, not the last epoch's.
 BEST_SUMMARIES = {"val/ua": "max", "val/wa": "max", "val/macro_f1": "max", "val/loss": "min"}
 N_FIGURE_UTTERANCES = 3  # test utterances per attention figure logged to W&B
@@ -205,27 +190,13 @@ class EmotionCLI(LightningCLI):
             from pytorch_lightning.loggers import WandbLogger
 
             record = self.run_record()
-            tags = [
-                f"{k}:{record[k]}"
-                for k in (
-                    "corpus",
-                    "modality",
-                    "pooling",
-                    "fusion",
-                    "protocol",
-                    "fold",
-                    "seed",
-                    "transcripts",
-                    "test_transcripts",
-                )
-            ]
             logger = WandbLogger(
                 save_dir=str(root),
                 name=wandb_run_name(record),
                 group=wandb_group(record),
                 job_type=f"fold{record['fold']}",
                 project=os.environ.get("WANDB_PROJECT", "ser-suite"),
-                tags=tags,
+                tags=wandb_tags(record),
                 # The comparison fields at the top level (W&B's run table filters on them),
                 # the whole resolved config (trainer, data, model, callbacks) under "cli".
                 config={**record, "cli": self.resolved_config()},
@@ -246,32 +217,13 @@ class EmotionCLI(LightningCLI):
         return json.loads(json.dumps(config.as_dict(), default=str))
 
     def run_record(self) -> dict[str, Any]:
-        """The config fields a run is compared by (metrics.json "config", W&B config and tags)."""
-        model = self._get(self.config, "model")
-        data = self._get(self.config, "data")
-        record: dict[str, Any] = {k: model.get(k) for k in RECORD_MODEL_KEYS}
-        spec = architecture(record["architecture"])
-        record["modality"] = spec.modality
-        record["fusion"] = spec.fusion(record["fusion"])
-        for key in RECORD_DATA_KEYS:
-            value = data.get(key) if data is not None else None
-            record[key] = list(value) if isinstance(value, (list, tuple)) else value
-        # the test words are the training words unless set (the datamodule's default)
-        record["transcripts"] = record.get("transcripts") or "gold"
-        record["test_transcripts"] = record.get("test_transcripts") or record["transcripts"]
-        seed = self._get(self.config, "seed_everything")
-        record["seed"] = data.get("seed") if seed in (None, True, False) and data else seed
-        datamodule = getattr(self, "datamodule", None)
-        if datamodule is not None:
-            record["feature_key"] = getattr(datamodule, "feature_key", None)
-            test_key = getattr(datamodule, "test_feature_key", None)
-            if test_key and test_key != record["feature_key"]:
-                record["test_feature_key"] = test_key
-            record["asr_backend"] = getattr(datamodule, "asr_backend", None)
-        record["feature_set"] = feature_set_label(
-            record, getattr(datamodule, "feature_config", None)
+        """The config fields a run is compared by (`experiments.run_record.config_record`)."""
+        return config_record(
+            self._get(self.config, "model"),
+            self._get(self.config, "data"),
+            self._get(self.config, "seed_everything"),
+            getattr(self, "datamodule", None),
         )
-        return record
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -290,46 +242,6 @@ class EmotionCLI(LightningCLI):
         ckpt_path = self._get(self.config, "ckpt_path")
         self.write_metrics(str(Path(ckpt_path).resolve()) if ckpt_path else None)
 
-    def budget(self, checkpoint: str | None) -> dict[str, Any]:
-        """What a result cost: epochs trained (and the best one's), parameters, size, features."""
-        params = sum(p.numel() for p in self.model.parameters())
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        best_epoch = None
-        if checkpoint and Path(checkpoint).is_file():
-            try:
-                import torch
-
-                best_epoch = (
-                    int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
-                )
-            except Exception:  # an old or foreign checkpoint: the budget is still useful
-                best_epoch = None
-        epochs = getattr(self, "_epochs_trained", None)
-        record = self.run_record()
-        return {
-            "epochs_trained": epochs if epochs is not None else best_epoch,
-            "best_epoch": best_epoch,
-            "max_epochs": self.trainer.max_epochs,
-            "n_params": int(params),
-            "n_trainable_params": int(trainable),
-            "hidden_size": record.get("hidden_size"),
-            "feature_set": record.get("feature_set"),
-            "train_seconds": round(getattr(self, "_train_seconds", 0.0), 1) or None,
-        }
-
-    def selection(self) -> dict[str, Any] | None:
-        """The checkpoint's selection criterion and its best value (val side only: tuning
-        reads this, never the test figures)."""
-        callback = self.trainer.checkpoint_callback
-        if not isinstance(callback, ModelCheckpoint) or not callback.monitor:
-            return None
-        best = callback.best_model_score
-        return {
-            "monitor": callback.monitor,
-            "mode": callback.mode,
-            "best": None if best is None else float(best),
-        }
-
     def write_metrics(self, checkpoint: str | None) -> Path | None:
         """Writes `metrics.json` and `predictions.npz` into the run folder (rank 0)."""
         result = self.model.results.get("test")
@@ -344,8 +256,15 @@ class EmotionCLI(LightningCLI):
             "stage": "test",
             "checkpoint": checkpoint,
             "predictions": PREDICTIONS_FILE if self.model.test_predictions is not None else None,
-            "budget": self.budget(checkpoint),
-            "selection": self.selection(),
+            "budget": budget_record(
+                self.model,
+                self.run_record(),
+                self.trainer.max_epochs,
+                getattr(self, "_epochs_trained", None),
+                checkpoint,
+                getattr(self, "_train_seconds", 0.0),
+            ),
+            "selection": selection_record(self.trainer.checkpoint_callback),
             "config": self.run_record(),
         }
         path = root / "metrics.json"
@@ -370,48 +289,6 @@ class EmotionCLI(LightningCLI):
             checkpoint if self._get(self.config, "wandb_log_model") else None,
             N_FIGURE_UTTERANCES,
         )
-
-
-def feature_set_label(record: dict[str, Any], feature_config: Any = None) -> str:
-    """The features a run read: `ComParE_2016`, `minilm`, `ComParE_2016+minilm` (+ options)."""
-    parts = []
-    modality = str(record.get("modality") or "")
-    if "acoustic" in modality:
-        front_end = str(getattr(feature_config, "acoustic_features", None) or "compare_lld")
-        if front_end == "compare_lld":  # the openSMILE set's own name, as before front ends
-            front_end = str(getattr(feature_config, "feature_set", None) or "ComParE_2016")
-        parts.append(front_end)
-    if "lexical" in modality:
-        text = Path(str(record.get("encoder") or "minilm")).name
-        if record.get("layers") not in (None, "last"):
-            text += f"-{record['layers']}"
-        if record.get("word_pooling") not in (None, "mean"):
-            text += f"-{record['word_pooling']}"
-        parts.append(text)
-    return "+".join(parts) or "?"
-
-
-def variant_name(record: dict[str, Any]) -> str:
-    """`mmmla-attention-gmu`, `acoustic-mean`: architecture, pooling and fusion (if any)."""
-    parts = [record.get("architecture"), record.get("pooling")]
-    if record.get("fusion") not in (None, "none", ""):
-        parts.append(record["fusion"])
-    if record.get("sequence_encoder") == "none":
-        parts.append("probe")
-    return "-".join(str(p) for p in parts if p)
-
-
-def wandb_group(record: dict[str, Any]) -> str:
-    """Runs that differ only by fold and seed: corpus/protocol/feature set/variant."""
-    return (
-        "/".join(str(record.get(k) or "?") for k in ("corpus", "protocol", "feature_set"))
-        + f"/{variant_name(record)}"
-    )
-
-
-def wandb_run_name(record: dict[str, Any]) -> str:
-    """The group plus fold and seed: unique within a sweep, readable in W&B's run table."""
-    return f"{wandb_group(record)}/fold{record.get('fold')}/seed{record.get('seed')}"
 
 
 def main(

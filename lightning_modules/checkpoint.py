@@ -14,12 +14,12 @@ Every checkpoint `experiments.train` writes holds, besides Lightning's own keys,
 - `data`: corpus, protocol, fold, seed, test/val speakers, max_frames, normalization.
 
 Only tensors and plain containers, so `torch.load(weights_only=True)` reads it: no pickle.
-`load_checkpoint(path)` is the one way predict, the demo, plots and benchmarks rebuild a model.
+`load_checkpoint(path)` is the one way predict, the demo, plots and benchmarks rebuild a model;
+`lightning_modules.record` writes the record (below the LightningModule, which saves it).
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,57 +29,14 @@ import torch
 
 from datamodules.normalization import NormalizationError, Normalizer
 from lightning_modules.architectures import ARCHITECTURES, Architecture
+from lightning_modules.record import RECORD_FIELDS, RECORD_KEY, RECORD_VERSION, model_init_args
 
 if TYPE_CHECKING:
     from lightning_modules.system import EmotionClassifier
 
-RECORD_KEY = "ser"
-RECORD_VERSION = 2
-RECORD_FIELDS = ("architecture", "model", "class_names", "features", "normalizer", "data")
-
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read or rebuilt; the message names the file."""
-
-
-def build_record(
-    model_args: dict[str, Any],
-    class_names: list[str],
-    modalities: list[str],
-    fusion: str,
-    data_state: dict[str, Any],
-) -> dict[str, Any]:
-    """`checkpoint["ser"]` from the model's init arguments and the datamodule's state."""
-    features = {
-        "config": dict(data_state.get("feature_config") or {}),
-        "key": data_state.get("feature_key"),
-        "acoustic_dim": data_state.get("acoustic_dim") or model_args.get("acoustic_dim"),
-        "lexical_dim": data_state.get("lexical_dim") or model_args.get("lexical_dim"),
-        "frame_step_s": data_state.get("frame_step_s", 0.01),
-        "acoustic_layers": data_state.get("acoustic_layers", 1),
-    }
-    data_keys = (
-        "corpus",
-        "protocol",
-        "fold",
-        "folds",
-        "seed",
-        "test_speakers",
-        "val_speakers",
-        "max_frames",
-        "normalization",
-    )
-    return {
-        "version": RECORD_VERSION,
-        "architecture": model_args["architecture"],
-        "modalities": list(modalities),
-        "fusion": fusion,
-        "model": dict(model_args),
-        "class_names": list(class_names),
-        "features": features,
-        "normalizer": data_state.get("normalizer"),
-        "data": {k: data_state.get(k) for k in data_keys},
-    }
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -174,12 +131,6 @@ class LoadedModel:
     @property
     def corpus(self) -> str:
         return str(self.record["data"].get("corpus") or "")
-
-
-def model_init_args(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """The entries of `values` that `cls.__init__` accepts (drops LightningCLI's private keys)."""
-    accepted = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in values.items() if k in accepted and k != "self"}
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:

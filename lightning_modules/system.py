@@ -14,10 +14,10 @@ from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
 from lightning_modules.augment import FrameMasking, WeightAverage, drop_modality
-from lightning_modules.checkpoint import RECORD_KEY, build_record, model_init_args
 from lightning_modules.metrics import build_metrics, class_names_or_default, summarize
 from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
 from lightning_modules.predictions import PredictionCollector, Predictions
+from lightning_modules.record import RECORD_KEY, build_record, model_init_args
 
 SCHEDULERS = ("none", "cosine", "plateau")
 SMOOTHING = 0.6  # val/ua_smooth = 0.6 * previous + 0.4 * this epoch (an exponential average)

@@ -12,6 +12,7 @@ import yaml
 from datamodules.utterances import Utterance, write_table
 from experiments import report as report_mod
 from experiments import sweep as sw
+from experiments.sweeps import runner as sweep_runner
 from tests.builtin_cache import prepare_builtin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +217,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path: Path, stand_in: 
 
 def test_threads_are_shared_between_parallel_runs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(sw.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(sweep_runner.os, "cpu_count", lambda: 8)
     env = sw.SweepRunner([], tmp_path, parallel=4)._env()
     assert env["OMP_NUM_THREADS"] == "2"
     assert str(sw.REPO_ROOT) in env["PYTHONPATH"]

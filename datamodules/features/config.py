@@ -20,10 +20,21 @@ FEATURE_CODE_VERSION = f"{ACOUSTIC_VERSION}+{LEXICAL_VERSION}"
 FRAME_STEP_S = 0.01  # openSMILE ComParE_2016 LLD hop
 LAYER_CHOICES = ("last", "last4")
 POOLING_CHOICES = ("mean", "first")
+ACOUSTIC_FRONTENDS = ("compare_lld", "whisper_tiny", "whisper_base")  # and "hf:<path>"
 
 
 class FeatureError(Exception):
     """A feature request or cache that cannot be served; the message names the corpus or file."""
+
+
+def check_frontend_name(name: str) -> str:
+    """`name` if it names a front end, else FeatureError listing the choices."""
+    if name in ACOUSTIC_FRONTENDS or (name.startswith("hf:") and len(name) > 3):
+        return name
+    raise FeatureError(
+        f"acoustic_features must be one of {list(ACOUSTIC_FRONTENDS)} or hf:<local path>, "
+        f"got '{name}'"
+    )
 
 
 @dataclass(frozen=True)
@@ -39,8 +50,6 @@ class FeatureConfig:
     acoustic_layer: str = "last"  # hf:<path> only: a hidden-state index, "last" or "all"
 
     def __post_init__(self) -> None:
-        from datamodules.features.frontends import check_frontend_name
-
         check_frontend_name(self.acoustic_features)
         layer = str(self.acoustic_layer)
         if layer not in ("last", "all") and not layer.lstrip("-").isdigit():

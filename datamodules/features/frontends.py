@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datamodules.audio import SAMPLE_RATE
-from datamodules.features.config import FeatureError
+from datamodules.features.config import ACOUSTIC_FRONTENDS as ACOUSTIC_FRONTENDS
+from datamodules.features.config import FeatureError, check_frontend_name
 
 log = logging.getLogger(__name__)
 
@@ -277,18 +278,7 @@ class HFSpeechEncoder(AcousticFrontEnd):
         return np.ascontiguousarray(frames.float().cpu().numpy())
 
 
-ACOUSTIC_FRONTENDS = ("compare_lld", "whisper_tiny", "whisper_base")  # and "hf:<path>"
 FRAME_STEPS = {"compare_lld": 0.01, "whisper_tiny": 0.02, "whisper_base": 0.02}
-
-
-def check_frontend_name(name: str) -> str:
-    """`name` if it names a front end, else FeatureError listing the choices."""
-    if name in ACOUSTIC_FRONTENDS or (name.startswith("hf:") and len(name) > 3):
-        return name
-    raise FeatureError(
-        f"acoustic_features must be one of {list(ACOUSTIC_FRONTENDS)} or hf:<local path>, "
-        f"got '{name}'"
-    )
 
 
 def build_frontend(name: str, **opts: Any) -> AcousticFrontEnd:
