@@ -8,10 +8,18 @@ never sees half a file and an interrupted step leaves the old file or none.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A corpus name becomes a folder under cache/: one path component, no hidden or parent folder.
+CORPUS_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+class CorpusError(Exception):
+    """A corpus, manifest or prepared table that cannot be read; the message names the file."""
 
 
 def cache_root() -> Path:
@@ -19,9 +27,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("SER_CACHE", REPO_ROOT / "cache"))
 
 
+def check_corpus_name(name: str) -> str:
+    """`name` if it is safe as one folder under cache/ ([A-Za-z0-9._-], no leading dot)."""
+    if not isinstance(name, str) or not CORPUS_NAME.fullmatch(name):
+        raise CorpusError(
+            f"corpus name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            "(not starting with '.'), so that it names one folder under the cache"
+        )
+    return name
+
+
 def corpus_dir(name: str) -> Path:
-    """`cache/<name>/`: a prepared corpus's table, features and splits."""
-    return cache_root() / name
+    """`cache/<name>/`: a prepared corpus's table, features and splits (name checked)."""
+    return cache_root() / check_corpus_name(name)
 
 
 def table_path(name: str) -> Path:

@@ -18,6 +18,7 @@ import yaml
 
 from datamodules.audio import AudioError
 from datamodules.corpora import READERS, PrepareResult, count_by, options_from_dict, reader
+from datamodules.paths import check_corpus_name
 from datamodules.utterances import CorpusError, cache_root, write_table
 
 READER_NAMES = tuple(READERS)
@@ -126,6 +127,8 @@ def summary(name: str, result: PrepareResult, path: Path) -> str:
 
 
 def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
+    # checked before the (long) read, not after it
+    name = check_corpus_name(args.reader if args.name is None else args.name)
     module = reader(args.reader)
     options = build_options(args, module.Options)
     root = args.root
@@ -136,7 +139,6 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
     result = module.read(root, options)
     if not result.utterances:
         raise CorpusError(f"no utterances left from {root} after the protocol: {result.drops}")
-    name = args.name or args.reader
     meta = {
         "reader": args.reader,
         "root": str(Path(root).resolve()),
