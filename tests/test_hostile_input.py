@@ -52,3 +52,60 @@ def test_corpus_name_allowed_chars(cache_dir: Path) -> None:
     from datamodules.paths import corpus_dir
 
     assert corpus_dir("iemocap_4.v2-a") == cache_dir / "iemocap_4.v2-a"
+
+
+# ------------------------------------------------------------------ checksummed cache loads
+
+
+def _tone_table(root: Path, name: str = "tones", n: int = 3) -> list:
+    import numpy as np
+    import soundfile as sf
+
+    from datamodules.utterances import Utterance, write_table
+
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(n):
+        path = root / f"t{i}.wav"
+        t = np.arange(16000) / 16000
+        x = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.01 * rng.standard_normal(16000)
+        sf.write(path, x.astype(np.float32), 16000)
+        utts.append(
+            Utterance(f"u{i}", f"s{i % 2}", "1", "happy" if i % 2 else "sad", str(path), 1.0)
+        )
+    write_table(name, utts, {"reader": "test"})
+    return utts
+
+
+@pytest.mark.parametrize("where", ["data", "header"])
+def test_byte_flipped_shard_fails_load_naming_the_file(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    from datamodules.features import FeatureError, extract, load, store
+    from datamodules.paths import corpus_dir
+
+    monkeypatch.setattr(store, "SHARD_SIZE", 2)
+    _tone_table(tmp_path)
+    key = extract("tones", modalities=("acoustic",), workers=1, progress=False).key
+    assert len(load("tones", key, ("acoustic",)).acoustic) == 3
+    path = corpus_dir("tones") / key / "acoustic" / "shard-00001.frames.npy"
+    data = bytearray(path.read_bytes())
+    data[20 if where == "header" else len(data) - 3] ^= 0x40  # same size, one byte other
+    path.write_bytes(bytes(data))
+    with pytest.raises(FeatureError, match=r"shard-00001\.frames\.npy.*sha256"):
+        load("tones", key, ("acoustic",))
+
+
+def test_verified_load_returns_the_arrays_written(tmp_path: Path) -> None:
+    import numpy as np
+
+    from datamodules.features import store
+
+    a = np.arange(24, dtype=np.float32).reshape(6, 4)
+    b = np.asfortranarray(np.arange(6, dtype=np.int64).reshape(3, 2))
+    store.write_shard(tmp_path, 0, ["x"], "h", {"a": a, "b": b}, [0, 6])
+    index = store._read_index(tmp_path, 0)
+    for name, want in (("a", a), ("b", b)):
+        got = store.open_verified(tmp_path / index["files"][name]["file"], index["files"][name])
+        np.testing.assert_array_equal(got, want)
+        assert not got.flags.writeable
