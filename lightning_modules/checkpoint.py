@@ -20,6 +20,7 @@ Only tensors and plain containers, so `torch.load(weights_only=True)` reads it: 
 from __future__ import annotations
 
 import inspect
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 RECORD_KEY = "ser"
 RECORD_VERSION = 2
 RECORD_FIELDS = ("architecture", "model", "class_names", "features", "normalizer", "data")
+# The suite's checkpoints are a few MB; a file far above this is not one of them, and
+# torch.load would read all of it into memory before saying so.
+MAX_CHECKPOINT_BYTES = 2 << 30
 
 
 class CheckpointError(Exception):
@@ -84,10 +88,23 @@ def build_record(
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, loaded without pickle (`weights_only=True`)."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    if not stat.S_ISREG(st.st_mode):  # /dev/zero, a FIFO, a socket: reading would not end
+        raise CheckpointError(f"{path} is not a regular file, so not a checkpoint")
+    if st.st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if st.st_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path} is {st.st_size / 2**30:.1f} GiB, more than a checkpoint of this "
+            f"suite ({MAX_CHECKPOINT_BYTES / 2**30:.0f} GiB at most); not loaded"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

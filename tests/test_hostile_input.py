@@ -109,3 +109,61 @@ def test_verified_load_returns_the_arrays_written(tmp_path: Path) -> None:
         got = store.open_verified(tmp_path / index["files"][name]["file"], index["files"][name])
         np.testing.assert_array_equal(got, want)
         assert not got.flags.writeable
+
+
+# ------------------------------------------------------------ single-file prediction, windows
+
+
+@pytest.fixture(scope="module")
+def demo_ckpts(tmp_path_factory: pytest.TempPathFactory):
+    from tests.demo_models import demo_models
+
+    return demo_models(tmp_path_factory.getbasetemp() / "ser-demo-models")
+
+
+def test_long_file_is_read_and_predicted_in_windows(
+    demo_ckpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """65 s of tone+noise at 48 kHz: no read of more than one window, one answer for the file."""
+    import numpy as np
+    import soundfile as sf
+
+    from experiments import inference
+
+    monkeypatch.setenv("SER_CACHE", str(demo_ckpts.cache))
+    rng = np.random.default_rng(0)
+    sr, seconds = 48_000, 65
+    path = tmp_path / "long.wav"
+    with sf.SoundFile(path, "w", sr, 1, "FLOAT") as f:
+        for s in range(seconds):  # written in blocks: the test itself stays small
+            t = np.arange(sr) / sr + s
+            f.write((0.2 * np.sin(2 * np.pi * 180 * t) + 0.02 * rng.standard_normal(sr)).astype(
+                np.float32))  # fmt: skip
+    reads: list[int] = []
+    real = inference.load_audio
+
+    def spy(*args, **kwargs):
+        x = real(*args, **kwargs)
+        reads.append(len(x))
+        return x
+
+    monkeypatch.setattr(inference, "load_audio", spy)
+    predictor = inference.Predictor(demo_ckpts.checkpoint("acoustic"), asr="none")
+    pred = predictor.predict_file(path)
+    assert reads == [30 * 16_000, 35 * 16_000]  # 30 s, then 30 s + the 5 s tail
+    assert pred.duration_s == pytest.approx(65, abs=0.01) and "2 windows" in pred.note
+    assert sum(pred.probabilities.values()) == pytest.approx(1.0)
+    assert pred.label in pred.probabilities
+
+
+def test_long_silent_file_is_no_speech(demo_ckpts, tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from experiments.inference import NoSpeechError, Predictor
+
+    monkeypatch.setenv("SER_CACHE", str(demo_ckpts.cache))
+    path = tmp_path / "quiet.wav"
+    sf.write(path, np.full(65 * 16_000, 1e-4, np.float32), 16_000)  # -80 dBFS hum
+    with pytest.raises(NoSpeechError, match="quiet.wav: no speech detected"):
+        Predictor(demo_ckpts.checkpoint("acoustic"), asr="none").predict_file(path)
