@@ -27,7 +27,13 @@ import torch
 from datamodules.audio import SAMPLE_RATE, AudioError, audio_info, load_audio
 from datamodules.paths import REPO_ROOT
 from datamodules.utterances import Word
-from lightning_modules.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_record
+from lightning_modules.checkpoint import (
+    CheckpointError,
+    LoadedModel,
+    brief,
+    load_checkpoint,
+    read_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +283,7 @@ class FeaturePipeline:
     def __init__(self, model: LoadedModel) -> None:
         from datamodules.features import FeatureConfig, FeatureError, LexicalEncoder
         from datamodules.features.frontends import build_frontend
+        from datamodules.packaged import PackagedModelError
 
         try:
             self.config = FeatureConfig(**model.feature_config)
@@ -290,9 +297,17 @@ class FeaturePipeline:
             )
             self.frame_step_s = self.acoustic.frame_step_s
             self.lexical = LexicalEncoder(self.config) if model.uses_lexical else None
-        except (FeatureError, TypeError, ValueError) as exc:
+        except (
+            FeatureError,
+            PackagedModelError,
+            TypeError,
+            ValueError,
+            OSError,
+            ImportError,
+        ) as exc:
+            # an encoder or front end not available here, a feature key this version lacks
             raise PredictError(
-                f"checkpoint {model.path}: its features cannot be made: {exc}"
+                f"checkpoint {model.path}: its features cannot be made: {brief(exc)}"
             ) from exc
 
     def compute(

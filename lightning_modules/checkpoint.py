@@ -46,6 +46,16 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be read or rebuilt; the message names the file."""
 
 
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line (torch and Hugging Face errors span paragraphs)."""
+    text = str(exc) or type(exc).__name__
+    if "WeightsUnpickler error:" in text:  # torch's advice to retry unsafely is left out
+        rest = [x.strip() for x in text.split("WeightsUnpickler error:", 1)[1].splitlines()]
+        text = "the unpickler refused it: " + next((x for x in rest if x), "unknown reason")
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def build_record(
     model_args: dict[str, Any],
     class_names: list[str],
@@ -109,7 +119,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"cannot load checkpoint {path} with weights_only=True: {exc}"
+            f"{path} is not a checkpoint this suite can load safely "
+            f"(torch.load, weights_only=True): {brief(exc)}"
         ) from exc
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not a checkpoint (a {type(ckpt).__name__})")
@@ -211,13 +222,13 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         module.load_state_dict(ckpt["state_dict"])
     except Exception as exc:
         raise CheckpointError(
-            f"checkpoint {path} does not rebuild an EmotionClassifier: {exc}"
+            f"checkpoint {path} does not rebuild an EmotionClassifier: {brief(exc)}"
         ) from exc
     module.eval()
     try:
         state = record.get("normalizer")
         normalizer = Normalizer.from_state(state) if state else None
     except NormalizationError as exc:
-        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+        raise CheckpointError(f"checkpoint {path}: {brief(exc)}") from exc
     load_ms = round((time.perf_counter() - t0) * 1e3, 2)
     return LoadedModel(path, module, record, normalizer, load_ms)

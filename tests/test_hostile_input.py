@@ -167,3 +167,98 @@ def test_long_silent_file_is_no_speech(demo_ckpts, tmp_path: Path, monkeypatch) 
     sf.write(path, np.full(65 * 16_000, 1e-4, np.float32), 16_000)  # -80 dBFS hum
     with pytest.raises(NoSpeechError, match="quiet.wav: no speech detected"):
         Predictor(demo_ckpts.checkpoint("acoustic"), asr="none").predict_file(path)
+
+
+# ------------------------------------------------------------ checkpoints predict refuses
+
+
+def _variant(src: Path, dst: Path, change) -> Path:
+    import copy
+
+    import torch
+
+    from lightning_modules.checkpoint import RECORD_KEY, read_checkpoint
+
+    ckpt = copy.deepcopy(read_checkpoint(src))
+    change(ckpt[RECORD_KEY]["features"]["config"])
+    torch.save(ckpt, dst)
+    return dst
+
+
+def _hostile_checkpoints(src: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (checkpoint path, what its one error line must say)."""
+    (tmp_path / "folder.ckpt").mkdir()
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    (tmp_path / "garbage.ckpt").write_bytes(bytes(range(256)) * 8)
+    fifo = tmp_path / "fifo.ckpt"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    return {
+        "encoder": (_variant(src, tmp_path / "enc.ckpt", lambda c: c.update(
+            encoder="nobody/no-such-encoder")), "cannot load encoder 'nobody/no-such-encoder'"),
+        "feature key": (_variant(src, tmp_path / "key.ckpt", lambda c: c.update(bogus_key=1)),
+                        "bogus_key"),
+        "front end": (_variant(src, tmp_path / "fe.ckpt", lambda c: c.update(
+            acoustic_features="whisper_huge")), "whisper_huge"),
+        "hf front end": (_variant(src, tmp_path / "hf.ckpt", lambda c: c.update(
+            acoustic_features="hf:/nonexistent/model")), "/nonexistent/model"),
+        "empty": (tmp_path / "empty.ckpt", "empty (0 bytes)"),
+        "folder": (tmp_path / "folder.ckpt", "is a folder"),
+        "/dev/zero": (Path("/dev/zero"), "not a regular file"),
+        "fifo": (fifo, "not a regular file"),
+        "garbage": (tmp_path / "garbage.ckpt", "can load safely"),
+    }  # fmt: skip
+
+
+def test_bad_checkpoints_get_one_line_no_traceback(
+    demo_ckpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from experiments import predict
+
+    monkeypatch.setenv("SER_CACHE", str(demo_ckpts.cache))
+    clip = tmp_path / "a.wav"
+    sf.write(clip, (0.3 * np.sin(np.arange(16_000) / 8)).astype(np.float32), 16_000)
+    cases = _hostile_checkpoints(demo_ckpts.checkpoint("mmmla"), tmp_path)
+    for name, (ckpt, says) in cases.items():
+        rc = predict.main(["--asr", "none", "--transcript", "hi there", "--checkpoint", str(ckpt),
+                           str(clip)])  # fmt: skip
+        out = capsys.readouterr()
+        lines = out.err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), (name, out.err)
+        assert says in lines[0] and str(ckpt) in lines[0], (name, lines[0])
+        assert "Traceback" not in out.err and out.out == ""
+
+
+def test_big_checkpoint_refused_before_torch_load(tmp_path: Path, monkeypatch) -> None:
+    from lightning_modules import checkpoint
+
+    big = tmp_path / "big.ckpt"
+    with open(big, "wb") as f:
+        f.truncate(4096)  # sparse: "large" without the disk
+    monkeypatch.setattr(checkpoint, "MAX_CHECKPOINT_BYTES", 1024)
+    monkeypatch.setattr(checkpoint.torch, "load", lambda *a, **k: pytest.fail("read it"))
+    with pytest.raises(checkpoint.CheckpointError, match="big.ckpt.*not loaded"):
+        checkpoint.read_checkpoint(big)
+
+
+def test_demo_shows_bad_checkpoint_as_one_line(demo_ckpts, tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from experiments import demo
+
+    monkeypatch.setenv("SER_CACHE", str(demo_ckpts.cache))
+    clip = tmp_path / "a.wav"
+    sf.write(clip, (0.3 * np.sin(np.arange(16_000) / 8)).astype(np.float32), 16_000)
+    ckpt, _ = _hostile_checkpoints(demo_ckpts.checkpoint("acoustic"), tmp_path)["front end"]
+    menu = [demo.ModelChoice(str(ckpt), "bad", "acoustic", ckpt)]
+    monkeypatch.setattr(demo, "available_models", lambda _runs: menu)
+    backend = demo.DemoBackend(tmp_path / "runs", asr="none")
+    try:
+        with pytest.raises(demo.PredictError) as info:
+            backend.predict(str(ckpt), clip)
+    finally:
+        backend.close()
+    assert "\n" not in str(info.value) and "whisper_huge" in str(info.value)
