@@ -111,6 +111,7 @@ class Prediction:
     timings_ms: dict[str, float]
     attention: dict[str, list[float]] = field(default_factory=dict)
     gate: list[float] | None = None
+    fallback_checkpoint: str | None = None  # the acoustic checkpoint that answered, if one did
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -243,9 +244,10 @@ def find_fallback(checkpoint: str | Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> 
                 record = read_record(cand, cand)
             except CheckpointError:  # an unreadable neighbour is not our input's problem
                 continue
-            if record["architecture"] != "acoustic" or (
-                own_classes and list(record["class_names"]) != own_classes
-            ):
+            if record["architecture"] != "acoustic":
+                continue
+            if own_classes and list(record["class_names"]) != own_classes:
+                _warn_classes(cand, list(record["class_names"]), checkpoint, own_classes)
                 continue
             ua = summary.get("ua")
             score = (
@@ -265,7 +267,16 @@ def find_fallback(checkpoint: str | Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> 
             return None
         if not own_classes or classes == own_classes:
             return builtin
+        _warn_classes(builtin, classes, checkpoint, own_classes)
     return None
+
+
+def _warn_classes(cand: Path, classes: list[str], checkpoint: Path, own: list[str]) -> None:
+    how = "in another order" if sorted(classes) == sorted(own) else "other classes"
+    log.warning(
+        "fallback candidate %s skipped: it predicts %s (%s), %s predicts %s",
+        cand, classes, how, checkpoint, own,
+    )  # fmt: skip
 
 
 def demo_checkpoint(architecture: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
@@ -465,6 +476,9 @@ class Predictor:
         out.file, out.duration_s = name, round(bounds[-1][1] / SAMPLE_RATE, 3)
         out.transcript = " ".join(p.transcript for p in preds if p.transcript)
         out.fallback = any(p.fallback for p in preds)
+        out.fallback_checkpoint = next(
+            (p.fallback_checkpoint for p in preds if p.fallback_checkpoint), None
+        )
         out.attention = {
             k: sum((p.attention.get(k, []) for p in preds), [])
             for k in ("acoustic",)
@@ -535,6 +549,7 @@ class Predictor:
             model_used=(f"acoustic fallback ({model.path})" if fallback else model.architecture),
             checkpoint=str(model.path),
             fallback=fallback,
+            fallback_checkpoint=str(model.path) if fallback else None,
             note=note,
             duration_s=round(len(x) / SAMPLE_RATE, 3),
             frame_step_s=model.frame_step_s,

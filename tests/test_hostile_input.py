@@ -262,3 +262,66 @@ def test_demo_shows_bad_checkpoint_as_one_line(demo_ckpts, tmp_path: Path, monke
     finally:
         backend.close()
     assert "\n" not in str(info.value) and "whisper_huge" in str(info.value)
+
+
+# ------------------------------------------------------------ fallback discovery
+
+
+def _copy_run(src: Path, run: Path, ua: float, classes: list[str] | None = None) -> Path:
+    import json
+    import shutil
+
+    import torch
+
+    from lightning_modules.checkpoint import RECORD_KEY, read_checkpoint
+
+    dst = run / "checkpoints" / "best.ckpt"
+    dst.parent.mkdir(parents=True)
+    if classes is None:
+        shutil.copy(src, dst)
+    else:
+        ckpt = read_checkpoint(src)
+        ckpt[RECORD_KEY]["class_names"] = classes
+        torch.save(ckpt, dst)
+    metrics = {"ua": ua, "config": {"architecture": "acoustic", "corpus": "builtin"}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return dst
+
+
+def test_fallback_with_other_classes_is_skipped_with_a_warning(
+    demo_ckpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog, capsys
+) -> None:
+    import json
+    import logging
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    from experiments import predict
+    from experiments.inference import find_fallback
+    from lightning_modules.checkpoint import read_record
+
+    monkeypatch.setenv("SER_CACHE", str(demo_ckpts.cache))
+    sweep = tmp_path / "runs" / "sweep"
+    main = sweep / "mmmla" / "checkpoints" / "best.ckpt"
+    main.parent.mkdir(parents=True)
+    shutil.copy(demo_ckpts.checkpoint("mmmla"), main)
+    acoustic = demo_ckpts.checkpoint("acoustic")
+    classes = list(read_record(acoustic)["class_names"])
+    other = _copy_run(acoustic, sweep / "other", 0.9, [*classes[:-1], "bored"])
+    swapped = _copy_run(acoustic, sweep / "swapped", 0.8, classes[::-1])
+    good = _copy_run(acoustic, sweep / "good", 0.5)
+    with caplog.at_level(logging.WARNING, logger="experiments.inference"):
+        assert find_fallback(main, tmp_path / "runs") == good.resolve()
+    assert f"{other.resolve()} skipped" in caplog.text and "other classes" in caplog.text
+    assert f"{swapped.resolve()} skipped" in caplog.text and "another order" in caplog.text
+
+    noise = tmp_path / "noise.wav"
+    rng = np.random.default_rng(0)
+    sf.write(noise, (0.1 * rng.standard_normal(2 * 16_000)).astype(np.float32), 16_000)
+    rc = predict.main(["--asr", "none", "--checkpoint", str(main), "--runs-dir",
+                       str(tmp_path / "runs"), str(noise)])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["fallback"] is True
+    assert out["fallback_checkpoint"] == str(good.resolve())
