@@ -17,7 +17,14 @@ from typing import Any
 import yaml
 
 from datamodules.audio import AudioError
-from datamodules.corpora import READERS, PrepareResult, count_by, options_from_dict, reader
+from datamodules.corpora import (
+    READERS,
+    PrepareResult,
+    count_by,
+    options_from_dict,
+    reader,
+    screen_audio,
+)
 from datamodules.paths import check_corpus_name
 from datamodules.utterances import CorpusError, cache_root, write_table
 
@@ -39,6 +46,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--columns",
         help="manifest: column mapping, e.g. transcript=Utterance,label=Emotion,speaker=Speaker",
     )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out undecodable, truncated, too short (< 0.1 s) and silent audio files "
+        "(counted per reason) instead of failing on them",
+    )
+    p.add_argument("--workers", type=int, help="processes that decode the audio (default: cores)")
     p.add_argument("--seed", type=int, help="builtin: generation seed")
     p.add_argument("--per-class", type=int, help="builtin: utterances per speaker and class")
     return p.parse_args(argv)
@@ -71,6 +85,8 @@ def build_options(args: argparse.Namespace, options_cls: type) -> Any:
         "columns": _parse_columns(args.columns) if args.columns else None,
     }
     fields = {f.name for f in dataclasses.fields(options_cls)}
+    if "defer_bad_audio" in fields:  # screen_audio names every bad file, not the reader the first
+        values["defer_bad_audio"] = True
     for key, value in flags.items():
         if value is None:
             continue
@@ -137,6 +153,7 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
             raise CorpusError(f"--root is required for reader {args.reader}")
         root = cache_root() / "builtin" / "audio"
     result = module.read(root, options)
+    result = screen_audio(result, args.skip_bad, args.workers)  # every file decoded once
     if not result.utterances:
         raise CorpusError(f"no utterances left from {root} after the protocol: {result.drops}")
     meta = {
@@ -147,6 +164,7 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
         "drops": result.drops,
         "dropped_files": result.dropped_files,
         "notes": result.notes,
+        "skip_bad": args.skip_bad,
     }
     return result, write_table(name, result.utterances, meta)
 

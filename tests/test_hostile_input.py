@@ -325,3 +325,83 @@ def test_fallback_with_other_classes_is_skipped_with_a_warning(
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["fallback"] is True
     assert out["fallback_checkpoint"] == str(good.resolve())
+
+
+# ------------------------------------------------------------ prepare decodes every file
+
+
+def _bad_audio_manifest(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A manifest of 8 good clips (2 classes, 2 speakers) and one of each bad kind."""
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    t = np.arange(16_000) / 16_000
+    rows = []
+    for i in range(8):
+        sf.write(audio / f"good{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + i) * t)).astype(
+            np.float32), 16_000)  # fmt: skip
+        rows.append((f"good{i}.wav", "happy" if i % 2 else "sad", f"s{i % 2}"))
+    sf.write(audio / "silent.wav", np.zeros(16_000, np.float32), 16_000)
+    sf.write(audio / "short.wav", (0.3 * np.sin(t[:800] * 900)).astype(np.float32), 16_000)
+    sf.write(audio / "cut.flac", (0.3 * np.sin(2 * np.pi * 3 * np.arange(320_000) / 16_000)
+                                 ).astype(np.float32), 16_000)  # fmt: skip
+    data = (audio / "cut.flac").read_bytes()
+    (audio / "cut.flac").write_bytes(data[: len(data) // 2])
+    sf.write(audio / "cut.wav", (0.3 * np.sin(t * 900)).astype(np.float32), 16_000)
+    data = (audio / "cut.wav").read_bytes()
+    (audio / "cut.wav").write_bytes(data[: len(data) // 2])  # libsndfile alone would not say
+    (audio / "noise.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(200)))
+    bad = {
+        "silent.wav": "silent audio",
+        "short.wav": "too short audio",
+        "cut.flac": "truncated audio",
+        "cut.wav": "truncated audio",
+        "noise.wav": "undecodable audio",
+    }
+    rows += [(name, "happy", "s0") for name in bad]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("audio_path,label,speaker\n" + "".join(f"audio/{a},{b},{c}\n"
+                                                              for a, b, c in rows))  # fmt: skip
+    return manifest, bad
+
+
+def test_prepare_fails_naming_bad_audio_files(cache_dir: Path, tmp_path: Path, capsys) -> None:
+    from experiments import prepare
+
+    manifest, bad = _bad_audio_manifest(tmp_path)
+    rc = prepare.main(["manifest", "--root", str(manifest), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--skip-bad" in err and "Traceback" not in err
+    for name, reason in bad.items():
+        assert f"{name} ({reason}" in err, (name, err)
+    assert err.count("\n") == 1
+    assert not (cache_dir / "manifest" / "utterances.csv").exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_prepare_skip_bad_drops_and_counts(
+    cache_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    import json
+
+    from datamodules import corpora
+    from datamodules.utterances import read_table
+    from experiments import prepare
+
+    monkeypatch.setattr(corpora, "POOL_MIN_FILES", 4)  # the pool path on a small corpus
+    manifest, bad = _bad_audio_manifest(tmp_path)
+    rc = prepare.main(["manifest", "--root", str(manifest), "--skip-bad", "--workers", workers])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert len(read_table("manifest")) == 8
+    drops = json.loads((cache_dir / "manifest" / "prepare.json").read_text())["drops"]
+    assert {k: v for k, v in drops.items() if k.endswith("audio")} == {
+        "silent audio": 1,
+        "too short audio": 1,
+        "truncated audio": 2,
+        "undecodable audio": 1,
+    }
+    for name, reason in bad.items():
+        assert reason in out and name in out

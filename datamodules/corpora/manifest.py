@@ -41,6 +41,9 @@ class ManifestOptions:
     columns: dict[str, str] | None = None  # our column name -> the CSV's, e.g. {"label": "Emotion"}
     align: str = "none"  # "asr": word spans from the bundled ASR matched to the transcript
     expand_contractions: bool = True
+    # True (as prepare sets it): an unreadable audio file is left to prepare's audio screen,
+    # which names every bad file at once (or drops them with --skip-bad)
+    defer_bad_audio: bool = False
 
 
 def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -160,9 +163,11 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
             try:
                 info = audio_info(audio_file)
             except AudioError as exc:
-                raise AudioError(f"manifest {path} line {line}: {exc}") from None
-            audio, duration = str(audio_file), info.duration_s
-            if start is not None or end is not None:
+                if not options.defer_bad_audio:
+                    raise AudioError(f"manifest {path} line {line}: {exc}") from None
+                info = None  # prepare's screen (screen_audio) names it and counts the drop
+            audio, duration = str(audio_file), info.duration_s if info else float("nan")
+            if info is not None and (start is not None or end is not None):
                 s, e = start or 0.0, end if end is not None else info.duration_s
                 if not s < e <= info.duration_s + 0.01:
                     raise CorpusError(
