@@ -18,9 +18,11 @@ import yaml
 
 from datamodules.audio import AudioError
 from datamodules.corpora import (
+    MIN_CLASS_COUNT,
     READERS,
     PrepareResult,
     count_by,
+    label_warnings,
     options_from_dict,
     reader,
     screen_audio,
@@ -51,6 +53,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="leave out undecodable, truncated, too short (< 0.1 s) and silent audio files "
         "(counted per reason) instead of failing on them",
+    )
+    p.add_argument(
+        "--min-class-count",
+        type=int,
+        default=MIN_CLASS_COUNT,
+        help="warn about classes with fewer utterances than this (default %(default)s)",
     )
     p.add_argument("--workers", type=int, help="processes that decode the audio (default: cores)")
     p.add_argument("--seed", type=int, help="builtin: generation seed")
@@ -156,6 +164,7 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
     result = screen_audio(result, args.skip_bad, args.workers)  # every file decoded once
     if not result.utterances:
         raise CorpusError(f"no utterances left from {root} after the protocol: {result.drops}")
+    result.notes += label_warnings(count_by(result.utterances, "label"), args.min_class_count)
     meta = {
         "reader": args.reader,
         "root": str(Path(root).resolve()),

@@ -405,3 +405,38 @@ def test_prepare_skip_bad_drops_and_counts(
     }
     for name, reason in bad.items():
         assert reason in out and name in out
+
+
+# ------------------------------------------------------------ labels from user data
+
+
+def test_labels_normalised_and_small_or_near_duplicate_classes_warned(
+    cache_dir: Path, tmp_path: Path, capsys
+) -> None:
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from datamodules.corpora import normalize_label
+    from datamodules.utterances import read_table
+    from experiments import prepare
+
+    assert normalize_label("  ANGRY ") == "angry" == normalize_label("Angry")
+    labels = ["ANGRY "] * 6 + ["angry"] * 6 + [" Sad"] * 12 + ["happy"] * 12 + ["hapy"] * 2
+    wav = tmp_path / "a.wav"
+    sf.write(wav, (0.3 * np.sin(np.arange(16_000) / 5)).astype(np.float32), 16_000)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("audio_path,label\n" + "".join(f"a.wav,{x}\n" for x in labels))
+    assert prepare.main(["manifest", "--root", str(manifest), "--name", "typo"]) == 0
+    out = capsys.readouterr().out
+    counts = read_table("typo")["label"].value_counts().to_dict()
+    assert counts == {"angry": 12, "sad": 12, "happy": 12, "hapy": 2}
+    assert "fewer than 10 utterances: hapy (2)" in out
+    assert "'happy' (12) ~ 'hapy' (2)" in out
+    notes = json.loads((cache_dir / "typo" / "prepare.json").read_text())["notes"]
+    assert any("hapy" in n for n in notes)
+    assert prepare.main(["manifest", "--root", str(manifest), "--name", "typo",
+                         "--classes", "ANGRY,Sad", "--min-class-count", "20"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "fewer than 20 utterances: angry (12), sad (12)" in out and "~" not in out

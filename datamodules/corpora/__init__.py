@@ -7,6 +7,7 @@ maps the name used by `python -m experiments.prepare NAME` to the reader module.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import multiprocessing
 import os
 import signal
@@ -56,6 +57,40 @@ READERS = {
 }
 
 T = TypeVar("T")
+
+MIN_CLASS_COUNT = 10  # fewer utterances of a class than this get a warning in the summary
+
+
+def normalize_label(text: str) -> str:
+    """A label as written in user data, in the table's form: `ANGRY ` -> `angry`.
+
+    For labels from user files (manifests, CSV columns); a corpus's own codes (IEMOCAP's
+    `neu`, `xxx`) are mapped by their reader and not passed through this."""
+    return " ".join(str(text).split()).lower()
+
+
+def label_warnings(counts: Counter[str], min_count: int = MIN_CLASS_COUNT) -> list[str]:
+    """Warnings for the summary: classes under `min_count` utterances, and labels so alike
+    (difflib ratio >= 0.8: `hapy`, `happy`) that one is likely a typo of the other."""
+    out = []
+    small = sorted((c for c, n in counts.items() if n < min_count), key=lambda c: (counts[c], c))
+    if small:
+        listed = ", ".join(f"{c} ({counts[c]})" for c in small)
+        out.append(
+            f"warning: {len(small)} class(es) with fewer than {min_count} utterances: {listed}"
+        )
+    labels = sorted(counts)
+    pairs = []
+    for i, a in enumerate(labels):
+        for b in difflib.get_close_matches(a, labels[i + 1 :], n=3, cutoff=0.8):
+            pairs.append(f"'{a}' ({counts[a]}) ~ '{b}' ({counts[b]})")
+    if pairs:
+        out.append(
+            "hint: near-duplicate labels, perhaps typos of one class: "
+            + ", ".join(pairs)
+            + " (fix the source, or keep the ones meant with --classes)"
+        )
+    return out
 
 
 def options_from_dict(cls: type[T], values: dict[str, Any], source: str) -> T:

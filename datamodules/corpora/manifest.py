@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.audio import AudioError, audio_info
-from datamodules.corpora import PrepareResult, keep_classes
+from datamodules.corpora import PrepareResult, keep_classes, normalize_label
 from datamodules.corpora.text import repair, words_without_spans
 from datamodules.utterances import CorpusError, Utterance
 
@@ -141,7 +141,7 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
         def get(f: str, row: dict[str, str] = row) -> str:
             return row[cols[f]].strip() if f in cols else ""
 
-        label = get("label")
+        label = normalize_label(get("label"))  # `ANGRY ` and `angry` are one class
         if not label:
             drops["no label"] += 1
             continue
@@ -190,7 +190,8 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
             )
         )
     known = sorted({u.label for u in utterances})
-    utterances, classes = keep_classes(utterances, options.classes, known, drops)
+    wanted = [normalize_label(c) for c in options.classes] if options.classes else None
+    utterances, classes = keep_classes(utterances, wanted, known, drops)
     notes = []
     if text_only:
         notes.append("text-only corpus: no audio (acoustic models refuse it); word spans: none")
