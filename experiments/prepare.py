@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CorpusError, AudioError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the cache not writable, a path through a file, a full disk
+        print(f"error: cannot write the prepared corpus: {exc}", file=sys.stderr)
+        return 2
     print(summary(args.name or args.reader, result, path))
     return 0
 

@@ -440,3 +440,13 @@ def test_labels_normalised_and_small_or_near_duplicate_classes_warned(
                          "--classes", "ANGRY,Sad", "--min-class-count", "20"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "fewer than 20 utterances: angry (12), sad (12)" in out and "~" not in out
+
+
+def test_prepare_with_the_cache_path_a_file_is_one_error_line(tmp_path: Path, monkeypatch, capsys):
+    from experiments import prepare
+
+    (tmp_path / "cache").write_text("x")
+    monkeypatch.setenv("SER_CACHE", str(tmp_path / "cache"))
+    assert prepare.main(["builtin", "--per-class", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write") and err.count("\n") == 1
