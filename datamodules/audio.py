@@ -34,6 +34,10 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Header of an audio file, without decoding it."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise AudioError(f"{path} is a folder, not an audio file")
+        if path.exists():  # /dev/zero, a FIFO: reading would never end
+            raise AudioError(f"{path} is not a regular file, so not an audio file")
         raise AudioError(f"audio file not found: {path}")
     if path.stat().st_size == 0:
         raise AudioError(f"audio file is empty (0 bytes): {path}")
