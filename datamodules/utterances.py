@@ -18,6 +18,7 @@ import pandas as pd
 # Paths and atomic writes live in datamodules.paths; re-exported for the readers' imports.
 from datamodules.paths import (  # noqa: F401
     REPO_ROOT,
+    CorpusError,
     atomic_write_bytes,
     atomic_write_text,
     cache_root,
@@ -41,10 +42,6 @@ COLUMNS = (
 
 # Non-lexical tokens kept as words of the lexical input (they get reserved embeddings).
 SPECIAL_TOKENS = ("<sil>", "++BREATHING++", "++LAUGHTER++")
-
-
-class CorpusError(Exception):
-    """A corpus, manifest or prepared table that cannot be read; the message names the file."""
 
 
 @dataclass(frozen=True)

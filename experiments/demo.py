@@ -11,9 +11,10 @@ models that exist and says how to make the others. The page binds
 127.0.0.1 unless `--share-on-network` (0.0.0.0) is given; Gradio share links are never made.
 The endpoint `/predict` (audio file, model) -> JSON serves `gradio_client`; its model field
 takes only keys of the server's menu (never a path), and at most `--max-models` models stay
-loaded (least recently used goes). Clips over `--max-duration-s` (60 s) are refused, longer
-than `WINDOW_S` are predicted window by window; a clip without speech (voice activity under
-`VAD_DBFS` for less than `MIN_SPEECH_S`) gets "no speech detected", not a label. Each model
+loaded (least recently used goes). Clips over `--max-duration-s` (60 s) are refused; the rest
+go through `Predictor.predict_clip` as in `experiments.predict`: longer than `WINDOW_S` is
+predicted window by window, and a clip without speech (voice activity under `VAD_DBFS` for less
+than `MIN_SPEECH_S`, all in `experiments.inference`) gets "no speech detected". Each model
 serves one request at a time with at most `--queue-limit` waiting. Playback files are
 temporary: the newest `KEEP_PLAYBACK` are kept, and the folder goes at exit.
 """
@@ -56,6 +57,7 @@ from datamodules.audio import SAMPLE_RATE  # noqa: E402
 from datamodules.paths import REPO_ROOT, atomic_write_bytes, cache_root  # noqa: E402
 from experiments.inference import (  # noqa: E402
     DEFAULT_RUNS_DIR,
+    NoSpeechError,
     PredictError,
     Prediction,
     Predictor,
@@ -73,9 +75,6 @@ DEMO_EPOCHS = 3
 DEFAULT_MAX_DURATION_S = 60.0
 DEFAULT_QUEUE_LIMIT = 4  # requests waiting per model
 DEFAULT_MAX_MODELS = 2  # models kept loaded
-WINDOW_S = 30.0  # longer clips are predicted in windows of this length (bounded memory)
-VAD_DBFS = -45.0  # 30 ms frames louder than this count as voice activity
-MIN_SPEECH_S = 0.1
 KEEP_PLAYBACK = 16
 STARTUP_MODELS = ("acoustic", "mmmla")  # acoustic: also the fallback of word-based models
 SOURCES = ("Microphone", "Upload a file", "Bundled example")
@@ -83,17 +82,6 @@ SOURCES = ("Microphone", "Upload a file", "Bundled example")
 
 class DemoError(Exception):
     """A demo request that cannot be served (bad upload, no model); shown to the user as is."""
-
-
-def speech_seconds(x: np.ndarray, sr: int = SAMPLE_RATE, dbfs: float = VAD_DBFS) -> float:
-    """Seconds of 30 ms frames whose RMS level is above `dbfs` (a plain energy voice detector)."""
-    hop = int(0.03 * sr)
-    n = len(x) // hop
-    if n == 0:
-        return 0.0
-    frames = np.asarray(x[: n * hop], np.float64).reshape(n, hop)
-    rms = np.sqrt((frames**2).mean(axis=1))
-    return float((rms > 10 ** (dbfs / 20)).sum() * hop / sr)
 
 
 @dataclass
@@ -439,18 +427,14 @@ class DemoBackend:
             except PredictError as exc:
                 raise DemoError(str(exc).replace(str(path), path.name)) from exc
             self._check_duration(path, len(x) / SAMPLE_RATE)
-            speech = speech_seconds(x)
-            if speech < MIN_SPEECH_S:
-                raise DemoError(
-                    f"{path.name}: no speech detected ({speech:.2f} s of voice activity "
-                    f"above {VAD_DBFS:g} dBFS); nothing to classify"
-                )
             timings = {"load": round((time.perf_counter() - t0) * 1e3, 2)}
-            playback = self._playback_file(x)
-            pred = predict_windows(
-                predictor, x, path.name, timings, lambda step: progress(0.6, step)
-            )
-            return pred, playback, predictor.load_ms
+            try:  # voice activity, then windows: the same code as experiments.predict
+                pred = predictor.predict_clip(
+                    x, path.name, None, timings, lambda step: progress(0.6, step)
+                )
+            except NoSpeechError as exc:
+                raise DemoError(str(exc)) from exc
+            return pred, self._playback_file(x), predictor.load_ms
 
     def _enter(self, ckpt: Path) -> _Gate:
         """Queue a request for `ckpt`'s turn, or refuse it when `queue_limit` already wait."""
@@ -488,48 +472,6 @@ class DemoBackend:
         for stale in old[:-KEEP_PLAYBACK]:
             stale.unlink(missing_ok=True)
         return Path(name)
-
-
-def predict_windows(
-    predictor: Predictor,
-    x: np.ndarray,
-    name: str,
-    timings: dict[str, float],
-    progress: Callable[[str], None],
-    window_s: float = WINDOW_S,
-) -> Prediction:
-    """`predict_waveform` of a clip, in windows of `window_s` when longer (memory stays that of
-    one window); the probabilities are the windows' mean weighted by their length."""
-    step = int(window_s * SAMPLE_RATE)
-    if len(x) <= step:
-        return predictor.predict_waveform(x, name, timings=timings, progress=progress)
-    starts = list(range(0, len(x), step))
-    if len(x) - starts[-1] < step // 4 and len(starts) > 1:  # a short tail joins the window before
-        starts.pop()
-    bounds = list(zip(starts, starts[1:] + [len(x)], strict=True))
-    preds = [
-        predictor.predict_waveform(x[a:b], f"{name} [{a / SAMPLE_RATE:.0f}-{b / SAMPLE_RATE:.0f} s]",
-                                   timings=timings, progress=progress)
-        for a, b in bounds
-    ]  # fmt: skip
-    weights = np.array([b - a for a, b in bounds], np.float64)
-    classes = list(preds[0].probabilities)
-    probs = np.array([[p.probabilities[c] for c in classes] for p in preds]).T @ weights
-    probs /= probs.sum()
-    first = preds[0]
-    first.probabilities = {c: float(v) for c, v in zip(classes, probs, strict=True)}
-    first.label = classes[int(probs.argmax())]
-    first.file, first.duration_s = name, round(len(x) / SAMPLE_RATE, 3)
-    first.transcript = " ".join(p.transcript for p in preds if p.transcript)
-    first.attention = {
-        k: sum((p.attention.get(k, []) for p in preds), []) for k in ("acoustic",)
-        if all(k in p.attention for p in preds)
-    }  # fmt: skip
-    first.words, first.gate = [], None
-    first.note = (first.note + "; " if first.note else "") + (
-        f"predicted in {len(preds)} windows of up to {window_s:g} s"
-    )
-    return first
 
 
 # ---------------------------------------------------------------------------------------

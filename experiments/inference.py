@@ -24,19 +24,61 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.audio import SAMPLE_RATE, AudioError, load_audio
+from datamodules.audio import SAMPLE_RATE, AudioError, audio_info, load_audio
 from datamodules.paths import REPO_ROOT
 from datamodules.utterances import Word
-from lightning_modules.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_record
+from lightning_modules.checkpoint import (
+    CheckpointError,
+    LoadedModel,
+    brief,
+    load_checkpoint,
+    read_record,
+)
 
 log = logging.getLogger(__name__)
 
 MIN_DURATION_S = 0.25  # shorter clips give fewer frames than the acoustic encoder's context
 DEFAULT_RUNS_DIR = REPO_ROOT / "runs"
+WINDOW_S = 30.0  # longer audio is predicted in windows of this length (bounded memory)
+VAD_DBFS = -45.0  # 30 ms frames louder than this count as voice activity
+MIN_SPEECH_S = 0.1  # less voice activity than this: "no speech detected"
 
 
 class PredictError(Exception):
     """An input or checkpoint prediction cannot use; the message names the file."""
+
+
+class NoSpeechError(PredictError):
+    """A clip whose voice activity is under the threshold: an answer, not a failure."""
+
+
+def speech_seconds(x: np.ndarray, sr: int = SAMPLE_RATE, dbfs: float = VAD_DBFS) -> float:
+    """Seconds of 30 ms frames whose RMS level is above `dbfs` (a plain energy voice detector)."""
+    hop = int(0.03 * sr)
+    n = len(x) // hop
+    if n == 0:
+        return 0.0
+    frames = np.asarray(x[: n * hop], np.float64).reshape(n, hop)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    return float((rms > 10 ** (dbfs / 20)).sum() * hop / sr)
+
+
+def no_speech(name: str, speech_s: float) -> NoSpeechError:
+    return NoSpeechError(
+        f"{name}: no speech detected ({speech_s:.2f} s of voice activity above "
+        f"{VAD_DBFS:g} dBFS); nothing to classify"
+    )
+
+
+def window_bounds(n_samples: int, window_s: float = WINDOW_S) -> list[tuple[int, int]]:
+    """[start, stop) sample ranges of windows of `window_s`; a short tail joins the one before."""
+    step = int(window_s * SAMPLE_RATE)
+    if n_samples <= step:
+        return [(0, n_samples)]
+    starts = list(range(0, n_samples, step))
+    if n_samples - starts[-1] < step // 4:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n_samples], strict=True))
 
 
 @dataclass
@@ -69,6 +111,7 @@ class Prediction:
     timings_ms: dict[str, float]
     attention: dict[str, list[float]] = field(default_factory=dict)
     gate: list[float] | None = None
+    fallback_checkpoint: str | None = None  # the acoustic checkpoint that answered, if one did
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -97,10 +140,12 @@ def check_duration(x: np.ndarray, path: str) -> None:
         raise PredictError(f"{path}: audio holds NaN or infinite samples")
 
 
-def read_audio(path: str | Path) -> np.ndarray:
-    """(N,) float32 16 kHz mono of a file, or PredictError naming it."""
+def read_audio(
+    path: str | Path, start_s: float | None = None, end_s: float | None = None
+) -> np.ndarray:
+    """(N,) float32 16 kHz mono of a file (or of [start_s, end_s)), or PredictError naming it."""
     try:
-        x = load_audio(path)
+        x = load_audio(path, start_s, end_s)
     except AudioError as exc:
         raise PredictError(str(exc)) from exc
     except Exception as exc:  # a decoder error that load_audio does not name
@@ -199,9 +244,10 @@ def find_fallback(checkpoint: str | Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> 
                 record = read_record(cand, cand)
             except CheckpointError:  # an unreadable neighbour is not our input's problem
                 continue
-            if record["architecture"] != "acoustic" or (
-                own_classes and list(record["class_names"]) != own_classes
-            ):
+            if record["architecture"] != "acoustic":
+                continue
+            if own_classes and list(record["class_names"]) != own_classes:
+                _warn_classes(cand, list(record["class_names"]), checkpoint, own_classes)
                 continue
             ua = summary.get("ua")
             score = (
@@ -221,7 +267,16 @@ def find_fallback(checkpoint: str | Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> 
             return None
         if not own_classes or classes == own_classes:
             return builtin
+        _warn_classes(builtin, classes, checkpoint, own_classes)
     return None
+
+
+def _warn_classes(cand: Path, classes: list[str], checkpoint: Path, own: list[str]) -> None:
+    how = "in another order" if sorted(classes) == sorted(own) else "other classes"
+    log.warning(
+        "fallback candidate %s skipped: it predicts %s (%s), %s predicts %s",
+        cand, classes, how, checkpoint, own,
+    )  # fmt: skip
 
 
 def demo_checkpoint(architecture: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
@@ -239,6 +294,7 @@ class FeaturePipeline:
     def __init__(self, model: LoadedModel) -> None:
         from datamodules.features import FeatureConfig, FeatureError, LexicalEncoder
         from datamodules.features.frontends import build_frontend
+        from datamodules.packaged import PackagedModelError
 
         try:
             self.config = FeatureConfig(**model.feature_config)
@@ -252,9 +308,17 @@ class FeaturePipeline:
             )
             self.frame_step_s = self.acoustic.frame_step_s
             self.lexical = LexicalEncoder(self.config) if model.uses_lexical else None
-        except (FeatureError, TypeError, ValueError) as exc:
+        except (
+            FeatureError,
+            PackagedModelError,
+            TypeError,
+            ValueError,
+            OSError,
+            ImportError,
+        ) as exc:
+            # an encoder or front end not available here, a feature key this version lacks
             raise PredictError(
-                f"checkpoint {model.path}: its features cannot be made: {exc}"
+                f"checkpoint {model.path}: its features cannot be made: {brief(exc)}"
             ) from exc
 
     def compute(
@@ -334,11 +398,108 @@ class Predictor:
             self._fallback = (model, FeaturePipeline(model))
         return self._fallback
 
-    def predict_file(self, path: str | Path, transcript: str | None = None) -> Prediction:
+    def predict_file(
+        self, path: str | Path, transcript: str | None = None, window_s: float = WINDOW_S
+    ) -> Prediction:
+        """A file of any length: read and predicted window by window (memory stays that of one
+        window); NoSpeechError when no window holds voice activity."""
         timings: dict[str, float] = {}
-        with _timed(timings, "load"):
-            x = read_audio(path)
-        return self.predict_waveform(x, str(path), transcript, timings)
+        name = str(path)
+        try:
+            info = audio_info(path)
+        except AudioError as exc:
+            raise PredictError(str(exc)) from exc
+        n = int(info.frames * SAMPLE_RATE / info.sample_rate)
+        bounds = window_bounds(n, window_s)
+        if len(bounds) == 1 or transcript is not None:  # a given transcript is for the whole clip
+            with _timed(timings, "load"):
+                x = read_audio(path)
+            return self.predict_clip(x, name, transcript, timings, window_s=window_s)
+
+        def read(a: int, b: int) -> np.ndarray:
+            with _timed(timings, "load"):
+                return read_audio(path, a / SAMPLE_RATE, b / SAMPLE_RATE)
+
+        return self._predict_windows(read, bounds, name, timings, None, window_s)
+
+    def predict_clip(
+        self,
+        x: np.ndarray,
+        name: str,
+        transcript: str | None = None,
+        timings: dict[str, float] | None = None,
+        progress: Callable[[str], None] | None = None,
+        window_s: float = WINDOW_S,
+    ) -> Prediction:
+        """`predict_waveform` after the voice-activity check, in windows when longer than
+        `window_s` (the probabilities are the windows' mean weighted by their length)."""
+        timings = dict(timings or {})
+        check_duration(x, name)
+        bounds = window_bounds(len(x), window_s)
+        if len(bounds) == 1 or transcript is not None:
+            speech = speech_seconds(x)
+            if speech < MIN_SPEECH_S:
+                raise no_speech(name, speech)
+            return self.predict_waveform(x, name, transcript, timings, progress)
+        return self._predict_windows(lambda a, b: x[a:b], bounds, name, timings, progress, window_s)
+
+    def _predict_windows(
+        self,
+        read: Callable[[int, int], np.ndarray],
+        bounds: list[tuple[int, int]],
+        name: str,
+        timings: dict[str, float],
+        progress: Callable[[str], None] | None,
+        window_s: float,
+    ) -> Prediction:
+        """Predict each window `read(a, b)` with voice activity; one Prediction for them all."""
+        preds, weights, speech_total = [], [], 0.0
+        for a, b in bounds:
+            x = read(a, b)
+            speech = speech_seconds(x)
+            speech_total += speech
+            if speech < MIN_SPEECH_S or len(x) / SAMPLE_RATE < MIN_DURATION_S:
+                continue  # a silent (or too short) window says nothing about the emotion
+            label = f"{name} [{a / SAMPLE_RATE:.0f}-{b / SAMPLE_RATE:.0f} s]"
+            preds.append(self.predict_waveform(x, label, None, {}, progress))
+            weights.append(float(b - a))
+            del x
+        if not preds:
+            raise no_speech(name, speech_total)
+        classes = list(preds[0].probabilities)
+        w = np.array(weights, np.float64)
+        probs = np.array([[p.probabilities[c] for c in classes] for p in preds]).T @ w
+        probs /= probs.sum()
+        out = preds[0]
+        out.probabilities = {c: float(v) for c, v in zip(classes, probs, strict=True)}
+        out.label = classes[int(probs.argmax())]
+        out.file, out.duration_s = name, round(bounds[-1][1] / SAMPLE_RATE, 3)
+        out.transcript = " ".join(p.transcript for p in preds if p.transcript)
+        out.fallback = any(p.fallback for p in preds)
+        out.fallback_checkpoint = next(
+            (p.fallback_checkpoint for p in preds if p.fallback_checkpoint), None
+        )
+        out.attention = {
+            k: sum((p.attention.get(k, []) for p in preds), [])
+            for k in ("acoustic",)
+            if all(k in p.attention for p in preds)
+        }
+        out.words, out.gate = [], None
+        skipped = len(bounds) - len(preds)
+        out.note = "; ".join(
+            filter(None, [
+                *dict.fromkeys(p.note for p in preds if p.note),
+                f"predicted in {len(preds)} windows of up to {window_s:g} s"
+                + (f" ({skipped} without speech left out)" if skipped else ""),
+            ])
+        )  # fmt: skip
+        total = dict(timings)
+        for p in preds:
+            for k, v in p.timings_ms.items():
+                if k != "load":
+                    total[k] = round(total.get(k, 0.0) + v, 2)
+        out.timings_ms = total
+        return out
 
     def predict_waveform(
         self,
@@ -388,6 +549,7 @@ class Predictor:
             model_used=(f"acoustic fallback ({model.path})" if fallback else model.architecture),
             checkpoint=str(model.path),
             fallback=fallback,
+            fallback_checkpoint=str(model.path) if fallback else None,
             note=note,
             duration_s=round(len(x) / SAMPLE_RATE, 3),
             frame_step_s=model.frame_step_s,

@@ -3,7 +3,9 @@
     python -m experiments.predict --checkpoint runs/x/checkpoints/best.ckpt a.wav b.flac
 
 Bad inputs (missing, corrupt, not audio, too short) get one error line on stderr naming the
-file; the other files are still predicted, and the exit status is 1 if any file failed.
+file; the other files are still predicted, and the exit status is 1 if any file failed. A file
+without voice activity gets `{"file": ..., "label": null, "no_speech": true, "note": ...}`;
+audio longer than 30 s is read and predicted in windows (memory stays that of one window).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from datamodules.asr import BACKENDS  # noqa: E402
-from experiments.inference import DEFAULT_RUNS_DIR, PredictError, Predictor  # noqa: E402
+from experiments.inference import (  # noqa: E402
+    DEFAULT_RUNS_DIR,
+    NoSpeechError,
+    PredictError,
+    Predictor,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.files:
         try:
             pred = predictor.predict_file(path, args.transcript)
+        except NoSpeechError as exc:  # an answer about the file, not a failure
+            print(json.dumps({"file": str(path), "label": None, "no_speech": True,
+                              "note": str(exc)}, indent=args.indent), flush=True)  # fmt: skip
+            continue
         except PredictError as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)

@@ -20,7 +20,17 @@ import yaml
 
 from datamodules.asr import BACKENDS, AsrError
 from datamodules.audio import AudioError
-from datamodules.corpora import READERS, PrepareResult, count_by, options_from_dict, reader
+from datamodules.corpora import (
+    MIN_CLASS_COUNT,
+    READERS,
+    PrepareResult,
+    count_by,
+    label_warnings,
+    options_from_dict,
+    reader,
+    screen_audio,
+)
+from datamodules.paths import check_corpus_name
 from datamodules.utterances import CorpusError, cache_root, write_table
 
 READER_NAMES = tuple(READERS)
@@ -49,7 +59,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "gold_words); both: gold stays, ASR added as asr_transcript/asr_words; needs audio",
     )
     p.add_argument("--asr", choices=BACKENDS, default="whisper", help="ASR backend (--transcripts)")
-    p.add_argument("--workers", type=int, help="ASR processes (default: all cores)")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out undecodable, truncated, too short (< 0.1 s) and silent audio files "
+        "(counted per reason) instead of failing on them",
+    )
+    p.add_argument(
+        "--min-class-count",
+        type=int,
+        default=MIN_CLASS_COUNT,
+        help="warn about classes with fewer utterances than this (default %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes that decode the audio and run the ASR (default: cores)",
+    )
     p.add_argument("--seed", type=int, help="builtin: generation seed")
     p.add_argument("--per-class", type=int, help="builtin: utterances per speaker and class")
     return p.parse_args(argv)
@@ -82,6 +108,8 @@ def build_options(args: argparse.Namespace, options_cls: type) -> Any:
         "columns": _parse_columns(args.columns) if args.columns else None,
     }
     fields = {f.name for f in dataclasses.fields(options_cls)}
+    if "defer_bad_audio" in fields:  # screen_audio names every bad file, not the reader the first
+        values["defer_bad_audio"] = True
     for key, value in flags.items():
         if value is None:
             continue
@@ -138,6 +166,8 @@ def summary(name: str, result: PrepareResult, path: Path) -> str:
 
 
 def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
+    # checked before the (long) read, not after it
+    name = check_corpus_name(args.reader if args.name is None else args.name)
     module = reader(args.reader)
     options = build_options(args, module.Options)
     root = args.root
@@ -146,6 +176,7 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
             raise CorpusError(f"--root is required for reader {args.reader}")
         root = cache_root() / "builtin" / "audio"
     result = module.read(root, options)
+    result = screen_audio(result, args.skip_bad, args.workers)  # every file decoded once
     if not result.utterances:
         raise CorpusError(f"no utterances left from {root} after the protocol: {result.drops}")
     name = args.name or args.reader
@@ -164,6 +195,7 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
             name, result.utterances, args.transcripts, args.asr, args.workers
         )
         result.notes.append(line)
+    result.notes += label_warnings(count_by(result.utterances, "label"), args.min_class_count)
     meta = {
         "reader": args.reader,
         "root": str(Path(root).resolve()),
@@ -173,6 +205,7 @@ def prepare(args: argparse.Namespace) -> tuple[PrepareResult, Path]:
         "dropped_files": result.dropped_files,
         "notes": result.notes,
         **transcripts,
+        "skip_bad": args.skip_bad,
     }
     return result, write_table(name, result.utterances, meta)
 
@@ -183,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result, path = prepare(args)
     except (CorpusError, AudioError, AsrError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the cache not writable, a path through a file, a full disk
+        print(f"error: cannot write the prepared corpus: {exc}", file=sys.stderr)
         return 2
     print(summary(args.name or args.reader, result, path))
     return 0

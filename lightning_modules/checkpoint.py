@@ -20,6 +20,7 @@ Only tensors and plain containers, so `torch.load(weights_only=True)` reads it: 
 
 from __future__ import annotations
 
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,23 +35,51 @@ from lightning_modules.record import RECORD_FIELDS, RECORD_KEY, RECORD_VERSION, 
 if TYPE_CHECKING:
     from lightning_modules.system import EmotionClassifier
 
+# The suite's checkpoints are a few MB; a file far above this is not one of them, and
+# torch.load would read all of it into memory before saying so.
+MAX_CHECKPOINT_BYTES = 2 << 30
+
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read or rebuilt; the message names the file."""
 
 
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line (torch and Hugging Face errors span paragraphs)."""
+    text = str(exc) or type(exc).__name__
+    if "WeightsUnpickler error:" in text:  # torch's advice to retry unsafely is left out
+        rest = [x.strip() for x in text.split("WeightsUnpickler error:", 1)[1].splitlines()]
+        text = "the unpickler refused it: " + next((x for x in rest if x), "unknown reason")
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, loaded without pickle (`weights_only=True`)."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    if not stat.S_ISREG(st.st_mode):  # /dev/zero, a FIFO, a socket: reading would not end
+        raise CheckpointError(f"{path} is not a regular file, so not a checkpoint")
+    if st.st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if st.st_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path} is {st.st_size / 2**30:.1f} GiB, more than a checkpoint of this "
+            f"suite ({MAX_CHECKPOINT_BYTES / 2**30:.0f} GiB at most); not loaded"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
-            f"cannot load checkpoint {path} with weights_only=True: {exc}"
+            f"{path} is not a checkpoint this suite can load safely "
+            f"(torch.load, weights_only=True): {brief(exc)}"
         ) from exc
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not a checkpoint (a {type(ckpt).__name__})")
@@ -146,13 +175,13 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         module.load_state_dict(ckpt["state_dict"])
     except Exception as exc:
         raise CheckpointError(
-            f"checkpoint {path} does not rebuild an EmotionClassifier: {exc}"
+            f"checkpoint {path} does not rebuild an EmotionClassifier: {brief(exc)}"
         ) from exc
     module.eval()
     try:
         state = record.get("normalizer")
         normalizer = Normalizer.from_state(state) if state else None
     except NormalizationError as exc:
-        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+        raise CheckpointError(f"checkpoint {path}: {brief(exc)}") from exc
     load_ms = round((time.perf_counter() - t0) * 1e3, 2)
     return LoadedModel(path, module, record, normalizer, load_ms)

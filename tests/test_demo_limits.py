@@ -12,19 +12,21 @@ import pytest
 import soundfile as sf
 
 from experiments import demo
-from experiments.inference import Prediction
+from experiments.inference import WINDOW_S, Prediction, Predictor
 
 SR = 16_000
 
 
-class FakePredictor:
+class FakePredictor(Predictor):
+    """The real Predictor's windows and voice-activity check around a stand-in model."""
+
     loaded: list[Path] = []
     calls: list[int] = []
     delay = 0.0
+    load_ms = 1.0
 
     def __init__(self, ckpt, fallback=None, asr="none", runs_dir=None) -> None:
         FakePredictor.loaded.append(Path(ckpt))
-        self.load_ms = 1.0
 
     def predict_waveform(self, x, name, transcript=None, timings=None, progress=None):
         FakePredictor.calls.append(len(x))
@@ -121,7 +123,7 @@ def test_one_request_per_model_and_a_bounded_queue(backend, tmp_path: Path) -> N
 def test_long_audio_is_predicted_in_windows(backend, tmp_path: Path) -> None:
     key = demo.available_models(backend.runs_dir)[0].key
     pred, _, _ = backend.predict(key, speech(tmp_path / "50s.wav", 50))
-    assert max(FakePredictor.calls) <= demo.WINDOW_S * SR and len(FakePredictor.calls) == 2
+    assert max(FakePredictor.calls) <= WINDOW_S * SR and len(FakePredictor.calls) == 2
     assert pred.duration_s == 50 and "2 windows" in pred.note
     assert sum(pred.probabilities.values()) == pytest.approx(1.0)
 

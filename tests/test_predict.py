@@ -85,7 +85,7 @@ def test_cli_on_ravdess_clips(models: DemoModels, ravdess_root: Path, tmp_path: 
         assert statement[clip.stem.split("-")[4]] in o["transcript"].lower()
 
 
-def test_silence_and_noise_fall_back_to_acoustic(
+def test_silence_is_no_speech_and_noise_falls_back_to_acoustic(
     models: DemoModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     silence, noise = tmp_path / "silence.wav", tmp_path / "noise.wav"
@@ -96,8 +96,10 @@ def test_silence_and_noise_fall_back_to_acoustic(
         capsys, "--checkpoint", models.checkpoint("mmmla"), silence, noise
     )
     assert rc == 0, stderr[-3000:]
-    out = json_lines(stdout)
-    assert len(out) == 2
+    quiet, *out = json_lines(stdout)
+    assert quiet["file"] == str(silence) and quiet["label"] is None and quiet["no_speech"]
+    assert "no speech detected" in quiet["note"]
+    assert len(out) == 1
     fallback = models.checkpoint("acoustic")
     for o in out:
         assert o["words"] == [] and o["fallback"] is True

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.audio import AudioError, audio_info
-from datamodules.corpora import PrepareResult, keep_classes
+from datamodules.corpora import PrepareResult, keep_classes, normalize_label
 from datamodules.corpora.text import repair, words_without_spans
 from datamodules.utterances import CorpusError, Utterance
 
@@ -41,6 +41,9 @@ class ManifestOptions:
     columns: dict[str, str] | None = None  # our column name -> the CSV's, e.g. {"label": "Emotion"}
     align: str = "none"  # "asr": word spans from the bundled ASR matched to the transcript
     expand_contractions: bool = True
+    # True (as prepare sets it): an unreadable audio file is left to prepare's audio screen,
+    # which names every bad file at once (or drops them with --skip-bad)
+    defer_bad_audio: bool = False
 
 
 def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -138,7 +141,7 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
         def get(f: str, row: dict[str, str] = row) -> str:
             return row[cols[f]].strip() if f in cols else ""
 
-        label = get("label")
+        label = normalize_label(get("label"))  # `ANGRY ` and `angry` are one class
         if not label:
             drops["no label"] += 1
             continue
@@ -160,9 +163,11 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
             try:
                 info = audio_info(audio_file)
             except AudioError as exc:
-                raise AudioError(f"manifest {path} line {line}: {exc}") from None
-            audio, duration = str(audio_file), info.duration_s
-            if start is not None or end is not None:
+                if not options.defer_bad_audio:
+                    raise AudioError(f"manifest {path} line {line}: {exc}") from None
+                info = None  # prepare's screen (screen_audio) names it and counts the drop
+            audio, duration = str(audio_file), info.duration_s if info else float("nan")
+            if info is not None and (start is not None or end is not None):
                 s, e = start or 0.0, end if end is not None else info.duration_s
                 if not s < e <= info.duration_s + 0.01:
                     raise CorpusError(
@@ -185,7 +190,8 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
             )
         )
     known = sorted({u.label for u in utterances})
-    utterances, classes = keep_classes(utterances, options.classes, known, drops)
+    wanted = [normalize_label(c) for c in options.classes] if options.classes else None
+    utterances, classes = keep_classes(utterances, wanted, known, drops)
     notes = []
     if text_only:
         notes.append("text-only corpus: no audio (acoustic models refuse it); word spans: none")

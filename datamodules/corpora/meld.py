@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.corpora import PrepareResult
+from datamodules.corpora import PrepareResult, normalize_label
 from datamodules.corpora.common import Drops, select_classes, words_of
 from datamodules.corpora.manifest import read_csv
 from datamodules.corpora.text import repair
@@ -108,7 +108,7 @@ def read(root: Path, options: MeldOptions) -> PrepareResult:
         if missing:
             raise CorpusError(f"{labels} lacks the column(s) {missing}; columns: {header}")
         for line, row in rows:
-            emotion = row["Emotion"].strip().lower()
+            emotion = normalize_label(row["Emotion"])
             if emotion not in EMOTIONS:
                 raise CorpusError(
                     f"{labels} line {line}: Emotion '{row['Emotion']}' is not one of {list(EMOTIONS)}"

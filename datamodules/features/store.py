@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -176,9 +177,42 @@ def check_shard(
     return None
 
 
-def _open_array(path: Path) -> np.ndarray:
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
-    return array
+def open_verified(path: Path, entry: dict[str, Any]) -> np.ndarray:
+    """A read-only array mapped from a `.npy` shard file, its sha256 checked on the way in.
+
+    The file is mapped once: sha256 reads each page as it hashes, and the array is a view of
+    the same mapping, so the bytes come off the disk once (no second pass, no private copy;
+    processes loading the same cache share its pages). A flipped byte is a FeatureError
+    naming the file, never NaNs handed to training.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != entry["bytes"] or size == 0:
+                raise FeatureError(f"{path} has {size} bytes, expected {entry['bytes']}")
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise FeatureError(f"cannot read feature cache file {path}: {exc}") from exc
+    if hashlib.sha256(mapped).hexdigest() != entry["sha256"]:
+        mapped.close()
+        raise FeatureError(
+            f"feature cache file {path} fails its sha256 checksum (corrupt on disk); "
+            "run extract again to rebuild it"
+        )
+    try:
+        header = io.BytesIO(mapped[: min(size, 1 << 16)])
+        version = np.lib.format.read_magic(header)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(header)
+        count = int(np.prod(shape, dtype=np.int64))
+        flat = np.frombuffer(mapped, dtype=dtype, count=count, offset=header.tell())
+    except ValueError as exc:  # the checksum matched a file that was never a valid array
+        raise FeatureError(f"feature cache file {path} is not a .npy array: {exc}") from exc
+    return flat.reshape(shape, order="F" if fortran else "C")
 
 
 def _link_shard(src: Path, dst: Path, i: int) -> None:
@@ -308,19 +342,16 @@ class _Part:
                 return True
         return False
 
-    def arrays(
-        self, checksum: bool = False
-    ) -> Iterator[tuple[list[str], dict[str, Any], dict[str, np.ndarray]]]:
-        """(ids, index, memory-mapped arrays) of each shard, after a size check."""
+    def arrays(self) -> Iterator[tuple[list[str], dict[str, Any], dict[str, np.ndarray]]]:
+        """(ids, index, memory-mapped arrays) of each shard, each file checksummed."""
         for i in range(len(self.shards)):
-            yield self.shard(i, checksum)
+            yield self.shard(i)
 
-    def shard(
-        self, i: int, checksum: bool = False
-    ) -> tuple[list[str], dict[str, Any], dict[str, np.ndarray]]:
-        """(ids, index, memory-mapped arrays) of shard i, after a size check."""
+    def shard(self, i: int) -> tuple[list[str], dict[str, Any], dict[str, np.ndarray]]:
+        """(ids, index, memory-mapped arrays) of shard i; sizes checked, then each file's sha256
+        while it is mapped (`open_verified`)."""
         ids = self.shards[i]
-        problem = check_shard(self.dir, i, ids, self.contents[i], checksum=checksum)
+        problem = check_shard(self.dir, i, ids, self.contents[i], checksum=False)
         if problem is not None:
             raise FeatureError(
                 f"feature cache {self.dir}/{_shard_name(i)}: {problem}; run extract again "
@@ -328,7 +359,7 @@ class _Part:
             )
         index = _read_index(self.dir, i)
         assert index is not None  # check_shard found it
-        arrays = {n: _open_array(self.dir / e["file"]) for n, e in index["files"].items()}
+        arrays = {n: open_verified(self.dir / e["file"], e) for n, e in index["files"].items()}
         return ids, index, arrays
 
 
