@@ -118,8 +118,12 @@ def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]
     probs: dict[tuple, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         key = variant_key(run)
-        arch, _, pooling, fusion, _, _, features = key
-        name = " · ".join(p for p in (arch, pooling, fusion) if p)
+        arch, _, pooling, fusion, _, _, features, transcripts = key
+        recipe = [f"{run.config['normalization']} norm"] if run.config.get("normalization") not in (
+            None, "global") else []  # fmt: skip
+        recipe += ["balanced"] if run.config.get("balanced_sampling") else []
+        name = " · ".join(p for p in (arch, pooling, fusion, transcripts, *recipe) if p)
+        key = (*key, *recipe)
         row = rows.setdefault(key, Row(name, features, "model"))
         fold = int(splits[str(run.run_dir)][3])
         row.add(fold, run.metrics)
@@ -328,6 +332,7 @@ def run_benchmark(
         features = info["features"]
         if features.get("key") and "acoustic" in str(run.config.get("modality", "")):
             label = str((features.get("config") or {}).get("acoustic_features") or "compare_lld")
+            label = "ComParE_2016" if label == "compare_lld" else label  # as the runs name it
             entry["feature_keys"][features["key"]] = label
     corpora = {k[0] for k in splits}
     if len(corpora) != 1:

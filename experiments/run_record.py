@@ -39,6 +39,8 @@ RECORD_DATA_KEYS = (
     "acoustic_features",
     "transcripts",
     "test_transcripts",
+    "normalization",
+    "balanced_sampling",
 )
 # Record fields that tag a W&B run (`corpus:iemocap`, ...).
 WANDB_TAG_KEYS = (
