@@ -12,7 +12,6 @@ frames are normalised with the global (training-set) statistics.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -24,61 +23,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.audio import SAMPLE_RATE, AudioError, audio_info, load_audio
-from datamodules.paths import REPO_ROOT
+from datamodules.audio import SAMPLE_RATE, AudioError, audio_info
 from datamodules.utterances import Word
+from experiments.audio_input import (  # noqa: F401 - the prediction API, re-exported
+    MIN_DURATION_S,
+    MIN_SPEECH_S,
+    VAD_DBFS,
+    WINDOW_S,
+    NoSpeechError,
+    PredictError,
+    check_duration,
+    no_speech,
+    read_audio,
+    speech_seconds,
+    transcribe_words,
+    window_bounds,
+    words_from_text,
+)
+from experiments.model_finder import (  # noqa: F401 - re-exported
+    DEFAULT_RUNS_DIR,
+    checkpoint_record,
+    demo_checkpoint,
+    find_fallback,
+    load_model,
+)
 from lightning_modules.checkpoint import (
-    CheckpointError,
     LoadedModel,
     brief,
-    load_checkpoint,
-    read_record,
 )
 
 log = logging.getLogger(__name__)
-
-MIN_DURATION_S = 0.25  # shorter clips give fewer frames than the acoustic encoder's context
-DEFAULT_RUNS_DIR = REPO_ROOT / "runs"
-WINDOW_S = 30.0  # longer audio is predicted in windows of this length (bounded memory)
-VAD_DBFS = -45.0  # 30 ms frames louder than this count as voice activity
-MIN_SPEECH_S = 0.1  # less voice activity than this: "no speech detected"
-
-
-class PredictError(Exception):
-    """An input or checkpoint prediction cannot use; the message names the file."""
-
-
-class NoSpeechError(PredictError):
-    """A clip whose voice activity is under the threshold: an answer, not a failure."""
-
-
-def speech_seconds(x: np.ndarray, sr: int = SAMPLE_RATE, dbfs: float = VAD_DBFS) -> float:
-    """Seconds of 30 ms frames whose RMS level is above `dbfs` (a plain energy voice detector)."""
-    hop = int(0.03 * sr)
-    n = len(x) // hop
-    if n == 0:
-        return 0.0
-    frames = np.asarray(x[: n * hop], np.float64).reshape(n, hop)
-    rms = np.sqrt((frames**2).mean(axis=1))
-    return float((rms > 10 ** (dbfs / 20)).sum() * hop / sr)
-
-
-def no_speech(name: str, speech_s: float) -> NoSpeechError:
-    return NoSpeechError(
-        f"{name}: no speech detected ({speech_s:.2f} s of voice activity above "
-        f"{VAD_DBFS:g} dBFS); nothing to classify"
-    )
-
-
-def window_bounds(n_samples: int, window_s: float = WINDOW_S) -> list[tuple[int, int]]:
-    """[start, stop) sample ranges of windows of `window_s`; a short tail joins the one before."""
-    step = int(window_s * SAMPLE_RATE)
-    if n_samples <= step:
-        return [(0, n_samples)]
-    starts = list(range(0, n_samples, step))
-    if n_samples - starts[-1] < step // 4:
-        starts.pop()
-    return list(zip(starts, starts[1:] + [n_samples], strict=True))
 
 
 @dataclass
@@ -127,161 +101,6 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         timings[name] = round(timings.get(name, 0.0) + (time.perf_counter() - t0) * 1e3, 2)
-
-
-def check_duration(x: np.ndarray, path: str) -> None:
-    """Reject a clip too short (or silent-empty) for the acoustic front end."""
-    duration = len(x) / SAMPLE_RATE
-    if duration < MIN_DURATION_S:
-        raise PredictError(
-            f"{path}: clip too short ({duration:.3f} s; at least {MIN_DURATION_S} s needed)"
-        )
-    if not np.isfinite(x).all():
-        raise PredictError(f"{path}: audio holds NaN or infinite samples")
-
-
-def read_audio(
-    path: str | Path, start_s: float | None = None, end_s: float | None = None
-) -> np.ndarray:
-    """(N,) float32 16 kHz mono of a file (or of [start_s, end_s)), or PredictError naming it."""
-    try:
-        x = load_audio(path, start_s, end_s)
-    except AudioError as exc:
-        raise PredictError(str(exc)) from exc
-    except Exception as exc:  # a decoder error that load_audio does not name
-        raise PredictError(f"cannot read audio file {path}: {exc}") from exc
-    check_duration(x, str(path))
-    return x
-
-
-# ---------------------------------------------------------------------------------------
-# ASR
-
-
-def transcribe_words(x: np.ndarray, backend: str, name: str = "input") -> tuple[str, list[Word]]:
-    """Transcript and timed words of a 16 kHz clip with the configured ASR backend."""
-    if backend == "none":
-        return "", []
-    from datamodules.asr import AsrError, transcribe
-
-    try:
-        result = transcribe(x, backend=backend)
-    except AsrError as exc:
-        raise PredictError(f"{name}: ASR ({backend}) failed: {exc}") from exc
-    return result.text.strip(), list(result.words)
-
-
-def words_from_text(text: str) -> list[Word]:
-    """Untimed words of a given transcript (spans are then left to the lexical encoder)."""
-    return [Word(t) for t in text.split() if t.strip()]
-
-
-# ---------------------------------------------------------------------------------------
-# Checkpoints (the contract and the loader live in lightning_modules.checkpoint)
-
-
-def load_model(path: str | Path) -> LoadedModel:
-    """`load_checkpoint` with its errors as PredictError, and the feature pipeline attached."""
-    try:
-        model = load_checkpoint(path)
-    except CheckpointError as exc:
-        raise PredictError(str(exc)) from exc
-    return model
-
-
-def checkpoint_record(path: str | Path) -> dict[str, Any]:
-    """The record of a checkpoint file (architecture, classes, corpus), as PredictError."""
-    try:
-        return read_record(path, path)
-    except CheckpointError as exc:
-        raise PredictError(str(exc)) from exc
-
-
-def _run_summary(ckpt: Path) -> dict[str, Any]:
-    """architecture/corpus/ua of the run a checkpoint belongs to, from its metrics.json (cheap)."""
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    try:
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        config = metrics.get("config") or {}
-        return {
-            "architecture": config.get("architecture"),
-            "corpus": config.get("corpus"),
-            "ua": metrics.get("ua"),
-        }
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def find_fallback(checkpoint: str | Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path | None:
-    """The acoustic checkpoint nearest `checkpoint` in its run tree with the same classes.
-
-    Searched: the checkpoint's sweep folder, then up to two folders above it (a `make run`
-    output holds the pooling and fusion sweeps side by side), then the demo's built-in model.
-    Among equally near ones: the same corpus, then the highest test UA, then best.ckpt.
-    Candidates with other classes are never used (their labels would not match).
-    """
-    checkpoint = Path(checkpoint).resolve()
-    run_dir = (
-        checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    )
-    try:
-        own = read_record(checkpoint, checkpoint)
-        own_classes, own_corpus = list(own["class_names"]), own["data"].get("corpus")
-    except CheckpointError:
-        own_classes, own_corpus = [], None
-    seen: set[Path] = {checkpoint}
-    candidates: list[tuple[tuple[float, ...], Path]] = []
-    for rank, root in enumerate(list(run_dir.parents)[:3]):
-        for cand in sorted(root.rglob("checkpoints/*.ckpt")):
-            cand = cand.resolve()
-            if cand in seen:
-                continue
-            seen.add(cand)
-            summary = _run_summary(cand)
-            if summary.get("architecture") not in (None, "acoustic"):
-                continue  # metrics.json says it is not acoustic: no need to open it
-            try:
-                record = read_record(cand, cand)
-            except CheckpointError:  # an unreadable neighbour is not our input's problem
-                continue
-            if record["architecture"] != "acoustic":
-                continue
-            if own_classes and list(record["class_names"]) != own_classes:
-                _warn_classes(cand, list(record["class_names"]), checkpoint, own_classes)
-                continue
-            ua = summary.get("ua")
-            score = (
-                rank,
-                0 if record["data"].get("corpus") == own_corpus else 1,
-                -(float(ua) if isinstance(ua, int | float) else -1.0),
-                cand.name != "best.ckpt",
-            )
-            candidates.append((score, cand))
-        if candidates:
-            return min(candidates, key=lambda c: c[0])[1]
-    builtin = demo_checkpoint("acoustic", runs_dir)
-    if builtin.is_file():
-        try:
-            classes = list(read_record(builtin, builtin)["class_names"])
-        except CheckpointError:
-            return None
-        if not own_classes or classes == own_classes:
-            return builtin
-        _warn_classes(builtin, classes, checkpoint, own_classes)
-    return None
-
-
-def _warn_classes(cand: Path, classes: list[str], checkpoint: Path, own: list[str]) -> None:
-    how = "in another order" if sorted(classes) == sorted(own) else "other classes"
-    log.warning(
-        "fallback candidate %s skipped: it predicts %s (%s), %s predicts %s",
-        cand, classes, how, checkpoint, own,
-    )  # fmt: skip
-
-
-def demo_checkpoint(architecture: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
-    """Where the demo keeps the built-in corpus's model of one architecture."""
-    return Path(runs_dir) / "demo" / architecture / "checkpoints" / "best.ckpt"
 
 
 # ---------------------------------------------------------------------------------------

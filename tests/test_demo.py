@@ -284,7 +284,9 @@ def test_builtin_models_train_from_existing_configs(
         (run_dir / "checkpoints").mkdir(parents=True)
         (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")
 
-    monkeypatch.setattr(demo, "_run", fake_run)
+    from experiments import demo_models
+
+    monkeypatch.setattr(demo_models, "_run", fake_run)
     seen: list[tuple[float, str]] = []
     for arch in demo.ARCHITECTURES:
         ckpt = demo.train_builtin(arch, tmp_path / "runs", 2, lambda f, m: seen.append((f, m)))

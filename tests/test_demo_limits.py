@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from experiments import demo
+from experiments import demo, demo_backend, demo_models
 from experiments.inference import WINDOW_S, Prediction, Predictor
 
 SR = 16_000
@@ -44,9 +44,10 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> demo.DemoBackend
         c.parent.mkdir(parents=True)
         c.write_bytes(b"x")
     menu = [demo.ModelChoice(str(c), c.parent.parent.name, "acoustic", c) for c in ckpts]
-    monkeypatch.setattr(demo, "available_models", lambda _runs: menu)
-    monkeypatch.setattr(demo, "Predictor", FakePredictor)
-    monkeypatch.setattr(demo, "checkpoint_record", lambda _c: {"architecture": "acoustic"})
+    monkeypatch.setattr(demo_backend, "available_models", lambda _runs: menu)
+    monkeypatch.setattr(demo, "available_models", lambda _runs: menu)  # what the tests list
+    monkeypatch.setattr(demo_backend, "Predictor", FakePredictor)
+    monkeypatch.setattr(demo_models, "checkpoint_record", lambda _c: {"architecture": "acoustic"})
     FakePredictor.loaded, FakePredictor.calls, FakePredictor.delay = [], [], 0.0
     b = demo.DemoBackend(runs, max_upload_mb=50, asr="none", max_duration_s=60, queue_limit=1)
     yield b

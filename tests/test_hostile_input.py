@@ -140,14 +140,16 @@ def test_long_file_is_read_and_predicted_in_windows(
             f.write((0.2 * np.sin(2 * np.pi * 180 * t) + 0.02 * rng.standard_normal(sr)).astype(
                 np.float32))  # fmt: skip
     reads: list[int] = []
-    real = inference.load_audio
+    from experiments import audio_input
+
+    real = audio_input.load_audio
 
     def spy(*args, **kwargs):
         x = real(*args, **kwargs)
         reads.append(len(x))
         return x
 
-    monkeypatch.setattr(inference, "load_audio", spy)
+    monkeypatch.setattr(audio_input, "load_audio", spy)
     predictor = inference.Predictor(demo_ckpts.checkpoint("acoustic"), asr="none")
     pred = predictor.predict_file(path)
     assert reads == [30 * 16_000, 35 * 16_000]  # 30 s, then 30 s + the 5 s tail
@@ -247,14 +249,14 @@ def test_demo_shows_bad_checkpoint_as_one_line(demo_ckpts, tmp_path: Path, monke
     import numpy as np
     import soundfile as sf
 
-    from experiments import demo
+    from experiments import demo, demo_backend
 
     monkeypatch.setenv("SER_CACHE", str(demo_ckpts.cache))
     clip = tmp_path / "a.wav"
     sf.write(clip, (0.3 * np.sin(np.arange(16_000) / 8)).astype(np.float32), 16_000)
     ckpt, _ = _hostile_checkpoints(demo_ckpts.checkpoint("acoustic"), tmp_path)["front end"]
     menu = [demo.ModelChoice(str(ckpt), "bad", "acoustic", ckpt)]
-    monkeypatch.setattr(demo, "available_models", lambda _runs: menu)
+    monkeypatch.setattr(demo_backend, "available_models", lambda _runs: menu)
     backend = demo.DemoBackend(tmp_path / "runs", asr="none")
     try:
         with pytest.raises(demo.PredictError) as info:

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("datamodules", "lightning_modules", "experiments")
 MAX_LINES = 450
 # Being split on another branch (the demo's own issue); drop the entry once it is.
-OVER_LIMIT_FOR_NOW = {"experiments/demo.py"}
+OVER_LIMIT_FOR_NOW: set[str] = set()
 
 
 def module_files() -> dict[str, Path]:
