@@ -104,7 +104,7 @@ def test_verified_load_returns_the_arrays_written(tmp_path: Path) -> None:
     a = np.arange(24, dtype=np.float32).reshape(6, 4)
     b = np.asfortranarray(np.arange(6, dtype=np.int64).reshape(3, 2))
     store.write_shard(tmp_path, 0, ["x"], "h", {"a": a, "b": b}, [0, 6])
-    index = store._read_index(tmp_path, 0)
+    index = store.read_index(tmp_path, 0)
     for name, want in (("a", a), ("b", b)):
         got = store.open_verified(tmp_path / index["files"][name]["file"], index["files"][name])
         np.testing.assert_array_equal(got, want)

@@ -142,7 +142,8 @@ def write_shard(
     atomic_write_text(part_dir / f"{_shard_name(i)}.json", json.dumps(index))
 
 
-def _read_index(part_dir: Path, i: int) -> dict[str, Any] | None:
+def read_index(part_dir: Path, i: int) -> dict[str, Any] | None:
+    """The index (ids, offsets, checksum) of cache shard `i` of a part folder; None if absent."""
     path = part_dir / f"{_shard_name(i)}.json"
     if not path.is_file():
         return None
@@ -157,7 +158,7 @@ def check_shard(
 ) -> str | None:
     """None if shard i holds `ids` with content hash `content` (None: any) and its files match
     their sizes (and sha256)."""
-    index = _read_index(part_dir, i)
+    index = read_index(part_dir, i)
     if index is None:
         return "missing"
     if "corrupt" in index:
@@ -357,7 +358,7 @@ class _Part:
                 f"feature cache {self.dir}/{_shard_name(i)}: {problem}; run extract again "
                 f"(python -m experiments.features {self.dir.parent.parent.name})"
             )
-        index = _read_index(self.dir, i)
+        index = read_index(self.dir, i)
         assert index is not None  # check_shard found it
         arrays = {n: open_verified(self.dir / e["file"], e) for n, e in index["files"].items()}
         return ids, index, arrays
@@ -909,7 +910,7 @@ def load(
             raise FeatureError(f"feature cache {key_dir / name} is incomplete; run extract again")
         shards = []
         for i in range(info["n_shards"]):
-            index = _read_index(key_dir / name, i)
+            index = read_index(key_dir / name, i)
             shards.append((index or {}).get("ids", []))
         part = _Part(name, key_dir / name, info["hash"], shards, [None] * len(shards))
         part_ids: list[str] = []
