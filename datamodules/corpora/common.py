@@ -95,5 +95,30 @@ def words_of(text: str, english: bool = True) -> list[Word]:
     return [Word(t) for t in _UNICODE_TOKEN.findall(repair(text).lower())]
 
 
+def clip_utterance(
+    path: Path,
+    utterance_id: str,
+    speaker: str,
+    label: str,
+    duration_s: float,
+    text: str | None = None,
+    extra: dict[str, str] | None = None,
+    english: bool = True,
+) -> Utterance:
+    """One whole audio file as an utterance of a single-speaker session (how the acted
+    corpora are laid out), with the untimed words of its fixed `text` where it has one."""
+    return Utterance(
+        utterance_id=utterance_id,
+        speaker=speaker,
+        session=speaker,
+        label=label,
+        audio_path=str(path.resolve()),
+        duration_s=duration_s,
+        transcript=text or "",
+        words=words_of(text, english) if text else [],
+        extra=dict(extra or {}),
+    )
+
+
 def spans_note() -> str:
     return "word spans: unknown (transcript words, null spans); the features step spreads them"

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.corpora import PrepareResult
-from datamodules.corpora.common import Drops, audio_files, find_root, select_classes, words_of
-from datamodules.utterances import CorpusError, Utterance
+from datamodules.corpora.common import (
+    Drops,
+    audio_files,
+    clip_utterance,
+    find_root,
+    select_classes,
+)
+from datamodules.utterances import CorpusError
 
 SENTENCES = {
     "IEO": "It's eleven o'clock",
@@ -85,15 +91,13 @@ def read(root: Path, options: CremadOptions) -> PrepareResult:
             continue
         text = SENTENCES[sentence]
         utterances.append(
-            Utterance(
-                utterance_id=path.stem,
-                speaker=actor,
-                session=actor,
-                label=EMOTIONS[emotion],
-                audio_path=str(path.resolve()),
-                duration_s=duration,
-                transcript=text,
-                words=words_of(text),
+            clip_utterance(
+                path,
+                path.stem,
+                actor,
+                EMOTIONS[emotion],
+                duration,
+                text,
                 extra={
                     "emotion": emotion,
                     "intensity": INTENSITY.get(intensity, intensity),

@@ -14,8 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.corpora import PrepareResult
-from datamodules.corpora.common import Drops, audio_files, find_root, select_classes, words_of
-from datamodules.utterances import Utterance
+from datamodules.corpora.common import (
+    Drops,
+    audio_files,
+    clip_utterance,
+    find_root,
+    select_classes,
+)
 
 TEXTS = {
     "a01": "Der Lappen liegt auf dem Eisschrank.",
@@ -73,21 +78,20 @@ def read(root: Path, options: EmodbOptions) -> PrepareResult:
             continue
         text = TEXTS[text_code]
         utterances.append(
-            Utterance(
-                utterance_id=path.stem,
-                speaker=speaker,
-                session=speaker,
-                label=EMOTIONS[emotion],
-                audio_path=str(path.resolve()),
-                duration_s=duration,
-                transcript=text,
-                words=words_of(text, english=False),
+            clip_utterance(
+                path,
+                path.stem,
+                speaker,
+                EMOTIONS[emotion],
+                duration,
+                text,
                 extra={
                     "emotion": emotion,
                     "text_code": text_code,
                     "version": version,
                     "gender": GENDER[speaker],
                 },
+                english=False,
             )
         )
     utterances, classes = select_classes(utterances, options.classes, LABELS, drops.counts)

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.corpora import PrepareResult
-from datamodules.corpora.common import Drops, audio_files, find_root, select_classes, words_of
-from datamodules.utterances import CorpusError, Utterance
+from datamodules.corpora.common import (
+    Drops,
+    audio_files,
+    clip_utterance,
+    find_root,
+    select_classes,
+)
+from datamodules.utterances import CorpusError
 
 ENGLISH = tuple(f"{i:04d}" for i in range(11, 21))
 EMOTIONS = {
@@ -101,17 +107,7 @@ def read(root: Path, options: EsdOptions) -> PrepareResult:
                 if partition:
                     extra["partition"] = partition
                 utterances.append(
-                    Utterance(
-                        utterance_id=path.stem,
-                        speaker=speaker,
-                        session=speaker,
-                        label=label,
-                        audio_path=str(path.resolve()),
-                        duration_s=duration,
-                        transcript=text,
-                        words=words_of(text),
-                        extra=extra,
-                    )
+                    clip_utterance(path, path.stem, speaker, label, duration, text, extra)
                 )
     if not utterances and not any(drops.counts.values()):
         raise CorpusError(f"no clips in <speaker>/<Emotion>/ folders under {base}")

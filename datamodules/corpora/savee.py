@@ -14,8 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.corpora import PrepareResult
-from datamodules.corpora.common import AUDIO_SUFFIXES, Drops, audio_files, select_classes
-from datamodules.utterances import CorpusError, Utterance
+from datamodules.corpora.common import (
+    AUDIO_SUFFIXES,
+    Drops,
+    audio_files,
+    clip_utterance,
+    select_classes,
+)
+from datamodules.utterances import CorpusError
 
 SPEAKERS = ("DC", "JE", "JK", "KL")
 EMOTIONS = {
@@ -76,13 +82,12 @@ def read(root: Path, options: SaveeOptions) -> PrepareResult:
         if duration is None:
             continue
         utterances.append(
-            Utterance(
-                utterance_id=f"{speaker}_{stem}",
-                speaker=speaker,
-                session=speaker,
-                label=EMOTIONS[m.group(1)],
-                audio_path=str(path.resolve()),
-                duration_s=duration,
+            clip_utterance(
+                path,
+                f"{speaker}_{stem}",
+                speaker,
+                EMOTIONS[m.group(1)],
+                duration,
                 extra={"emotion": m.group(1), "gender": "male"},
             )
         )

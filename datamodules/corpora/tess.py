@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.corpora import PrepareResult
-from datamodules.corpora.common import Drops, audio_files, select_classes, words_of
-from datamodules.utterances import CorpusError, Utterance
+from datamodules.corpora.common import Drops, audio_files, clip_utterance, select_classes
+from datamodules.utterances import CorpusError
 
 SPEAKERS = {"OAF": "older adult female (64)", "YAF": "younger adult female (26)"}
 EMOTIONS = {
@@ -80,15 +80,13 @@ def read(root: Path, options: TessOptions) -> PrepareResult:
             seen.add(uid)
             text = CARRIER.format(word)
             utterances.append(
-                Utterance(
-                    utterance_id=uid,
-                    speaker=speaker,
-                    session=speaker,
-                    label=EMOTIONS[emotion],
-                    audio_path=str(path.resolve()),
-                    duration_s=duration,
-                    transcript=text,
-                    words=words_of(text),
+                clip_utterance(
+                    path,
+                    uid,
+                    speaker,
+                    EMOTIONS[emotion],
+                    duration,
+                    text,
                     extra={"emotion": emotion, "word": word, "gender": "female"},
                 )
             )
