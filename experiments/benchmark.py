@@ -112,6 +112,27 @@ def load_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
     )
 
 
+# Recipe switches a row names when a run turned them on (config key -> label).
+RECIPE_LABELS = {
+    "time_masks": "time masks ×{}",
+    "feature_masks": "feature masks ×{}",
+    "frame_dropout": "frame dropout {}",
+    "modality_dropout": "modality dropout {}",
+    "ema_decay": "EMA {}",
+}
+
+
+def recipe_labels(config: dict[str, Any]) -> list[str]:
+    """What sets a run apart from the plain recipe: speaker/no normalisation, balanced
+    sampling and every switch in `RECIPE_LABELS` it turned on (runs recorded before a
+    switch existed read as off)."""
+    labels = [f"{config['normalization']} norm"] if config.get("normalization") not in (
+        None, "global") else []  # fmt: skip
+    labels += ["balanced"] if config.get("balanced_sampling") else []
+    labels += [label.format(config[k]) for k, label in RECIPE_LABELS.items() if config.get(k)]
+    return labels
+
+
 def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]:
     """A row per variant × feature set, and a seed-ensemble row where a fold has ≥ 2 seeds."""
     rows: dict[tuple, Row] = {}
@@ -119,9 +140,7 @@ def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]
     for run in runs:
         key = variant_key(run)
         arch, _, pooling, fusion, _, _, features, transcripts = key
-        recipe = [f"{run.config['normalization']} norm"] if run.config.get("normalization") not in (
-            None, "global") else []  # fmt: skip
-        recipe += ["balanced"] if run.config.get("balanced_sampling") else []
+        recipe = recipe_labels(run.config)
         name = " · ".join(p for p in (arch, pooling, fusion, transcripts, *recipe) if p)
         key = (*key, *recipe)
         row = rows.setdefault(key, Row(name, features, "model"))

@@ -26,6 +26,12 @@ RECORD_MODEL_KEYS = (
     "hidden_size",
     "num_layers",
     "dropout",
+    # recipe switches (lightning_modules.system): a run's row names the ones it turned on
+    "time_masks",
+    "feature_masks",
+    "frame_dropout",
+    "modality_dropout",
+    "ema_decay",
 )
 RECORD_DATA_KEYS = (
     "corpus",

@@ -78,3 +78,21 @@ def test_no_runs_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "r" / "metrics.json").write_text(json.dumps({"nope": 1}))
     assert bm.main([str(tmp_path)]) == 2
     assert f"no finished run (metrics.json) under {tmp_path}" in capsys.readouterr().err
+
+
+def test_recipe_switches_name_their_own_rows() -> None:
+    plain = {"normalization": "global", "time_masks": 0, "ema_decay": 0.0}
+    assert bm.recipe_labels(plain) == []
+    assert bm.recipe_labels({}) == []  # a run recorded before the switches existed
+    tuned = {"normalization": "speaker", "time_masks": 2, "ema_decay": 0.99, "frame_dropout": 0}
+    assert bm.recipe_labels(tuned) == ["speaker norm", "time masks ×2", "EMA 0.99"]
+
+
+def test_the_run_record_carries_the_recipe_switches() -> None:
+    from experiments.run_record import config_record
+
+    model = {"architecture": "acoustic", "pooling": "attention", "fusion": "gmu"}
+    model |= {"time_masks": 2, "ema_decay": 0.99, "frame_dropout": 0.1}
+    record = config_record(model, {"corpus": "c", "normalization": "speaker"}, 0)
+    assert record["time_masks"] == 2 and record["ema_decay"] == 0.99
+    assert bm.recipe_labels(record)[:2] == ["speaker norm", "time masks ×2"]
