@@ -6,6 +6,9 @@
   and a linear SVM, C picked on the validation part's UA.
 - `logistic_probe(train_states, train_y, test_states, test_y, val=...)`: a logistic regression
   on pooled frame states (mean ⊕ std), e.g. a front end's or an encoder layer's outputs.
+- `standardise_by_speaker(arrays, speakers)`: each speaker's frames or feature vectors
+  z-scored with that speaker's own statistics, the baselines' counterpart of the models'
+  `--data.normalization speaker` (no labels used; test speakers use their own audio).
 - `baseline_scores(corpus, split)`: the SVM baseline on a split dict of `datamodules.splits`.
 
 Every scorer returns `{"wa", "ua", "macro_f1", ...}`. The standardisation is part of the
@@ -92,6 +95,26 @@ def pool_states(states: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(
         [np.concatenate([s.mean(0), s.std(0)]) for s in (np.asarray(x, np.float64) for x in states)]
     ).astype(np.float32)
+
+
+def standardise_by_speaker(
+    arrays: Sequence[np.ndarray], speakers: Sequence[str]
+) -> list[np.ndarray]:
+    """Each array ((T, D) frames or a (D,) feature vector) minus its speaker's mean over all of
+    that speaker's rows, divided by their sd (1 where a dimension is constant)."""
+    if len(arrays) != len(speakers):
+        raise BaselineError(f"{len(arrays)} arrays but {len(speakers)} speakers")
+    out: list[np.ndarray] = [np.asarray(a) for a in arrays]
+    groups: dict[str, list[int]] = {}
+    for i, spk in enumerate(speakers):
+        groups.setdefault(str(spk), []).append(i)
+    for members in groups.values():
+        rows = np.concatenate([np.atleast_2d(np.asarray(arrays[i], np.float64)) for i in members])
+        mean, sd = rows.mean(0), rows.std(0)
+        sd[sd < 1e-8] = 1.0
+        for i in members:
+            out[i] = ((np.asarray(arrays[i], np.float64) - mean) / sd).astype(np.float32)
+    return out
 
 
 def _fit_scored(

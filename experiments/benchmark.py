@@ -181,29 +181,43 @@ def _ensemble_scores(preds: Sequence[Any]) -> dict[str, float]:
 
 
 def baseline_rows(
-    splits: dict[tuple, dict[str, Any]], workers: int = 1, with_svm: bool = True
+    splits: dict[tuple, dict[str, Any]],
+    workers: int = 1,
+    with_svm: bool = True,
+    speaker_norm: bool = False,
 ) -> list[Row]:
-    """SVM on functionals and an LR probe per acoustic feature key, on each distinct split."""
+    """SVM on functionals and an LR probe per acoustic feature key, on each distinct split;
+    with `speaker_norm` (some run normalised per speaker) each once more on features
+    standardised per speaker (`baselines.standardise_by_speaker`), rows named so."""
     from datamodules.corpus import as_corpus
     from datamodules.features import load
-    from experiments.baselines import functionals, logistic_probe, svm_on_functionals
+    from experiments.baselines import (
+        functionals,
+        logistic_probe,
+        standardise_by_speaker,
+        svm_on_functionals,
+    )
 
     rows: dict[str, Row] = {}
     feature_cache: dict[str, Any] = {}
+    norms = ("", " · speaker norm") if speaker_norm else ("",)
     for key, info in sorted(splits.items(), key=lambda kv: str(kv[0])):
         corpus = as_corpus(str(key[0]))
         fold = int(key[3])
         split = load_split(key)
         index = {c: i for i, c in enumerate(corpus.classes)}
+        ids = corpus.table["utterance_id"].tolist()
+        speakers = corpus.table["speaker"].astype(str).tolist()
 
         def labels(ids: list[str], corpus: Any = corpus, index: dict = index) -> np.ndarray:
             return np.array([index[corpus.label_of[u]] for u in ids])
 
-        if with_svm:
-            ids = corpus.table["utterance_id"].tolist()
+        for norm in norms if with_svm else ():
             x = functionals(
                 corpus.table["audio_path"].astype(str).tolist(), corpus=corpus.name, workers=workers
             )
+            if norm:
+                x = np.stack(standardise_by_speaker(list(x), speakers))
             row_of = {u: i for i, u in enumerate(ids)}
 
             def fx(
@@ -215,20 +229,31 @@ def baseline_rows(
                 fx("train"), labels(split["train"]), fx("test"), labels(split["test"]),
                 val=(fx("val"), labels(split["val"])),
             )  # fmt: skip
-            rows.setdefault("svm", Row(SVM_ROW, "ComParE_2016 functionals", "baseline"))
-            rows["svm"].add(fold, out)
-        for fkey in sorted(info["feature_keys"]):
+            name = SVM_ROW + norm
+            rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
+            rows[name].add(fold, out)
+        for fkey, norm in ((f, n) for f in sorted(info["feature_keys"]) for n in norms):
             label = info["feature_keys"][fkey]
-            if fkey not in feature_cache:
-                feature_cache[fkey] = load(corpus, fkey, ("acoustic",)).acoustic
-            frames = feature_cache[fkey]
+            if (fkey, norm) not in feature_cache:
+                frames = load(corpus, fkey, ("acoustic",)).acoustic
+                if norm:
+                    frames = dict(
+                        zip(
+                            ids,
+                            standardise_by_speaker([frames[u] for u in ids], speakers),
+                            strict=True,
+                        )
+                    )
+                feature_cache[fkey, norm] = frames
+            frames = feature_cache[fkey, norm]
             states = {p: [frames[u] for u in split[p]] for p in ("train", "val", "test")}
             out = logistic_probe(
                 states["train"], labels(split["train"]), states["test"], labels(split["test"]),
                 val=(states["val"], labels(split["val"])),
             )  # fmt: skip
-            rows.setdefault(fkey, Row(f"{PROBE_ROW} {label}", label, "baseline"))
-            rows[fkey].add(fold, out)
+            name = f"{PROBE_ROW} {label}{norm}"
+            rows.setdefault(name, Row(name, label, "baseline"))
+            rows[name].add(fold, out)
     return list(rows.values())
 
 
@@ -356,7 +381,8 @@ def run_benchmark(
     corpora = {k[0] for k in splits}
     if len(corpora) != 1:
         raise BenchmarkError(f"runs of several corpora under {runs_dir}: {sorted(corpora)}")
-    rows = model_rows(runs, run_split) + baseline_rows(splits, workers, with_svm)
+    speaker_norm = any(run.config.get("normalization") == "speaker" for run in runs)
+    rows = model_rows(runs, run_split) + baseline_rows(splits, workers, with_svm, speaker_norm)
     table = build_table(rows)
     md = write_outputs(table, Path(out or runs_dir), corpora.pop(), time.perf_counter() - t0)
     return table, md

@@ -104,3 +104,22 @@ def test_baseline_scores_on_a_split_and_the_functionals_cache(
 def test_missing_audio_is_named(cache_dir: Path) -> None:
     with pytest.raises(baselines.BaselineError, match="audio files missing"):
         baselines.functionals(["/nonexistent/a.wav"], corpus="x")
+
+
+def test_standardise_by_speaker_uses_each_speakers_own_statistics() -> None:
+    rng = np.random.default_rng(0)
+    # speaker b sits far from a (a louder voice): per-speaker z-scores remove the offset
+    frames = [rng.normal(0, 1, (50, 3)), rng.normal(0, 1, (30, 3)), rng.normal(10, 2, (40, 3))]
+    out = baselines.standardise_by_speaker(frames, ["a", "a", "b"])
+    a = np.concatenate(out[:2])
+    np.testing.assert_allclose(a.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(a.std(0), 1, atol=1e-4)
+    np.testing.assert_allclose(out[2].mean(0), 0, atol=1e-5)
+    assert out[0].shape == (50, 3)
+    # feature vectors (one row per utterance) too; a constant dimension stays finite
+    vectors = [np.array([1.0, 5.0]), np.array([3.0, 5.0])]
+    np.testing.assert_allclose(
+        baselines.standardise_by_speaker(vectors, ["s", "s"]), [[-1, 0], [1, 0]]
+    )
+    with pytest.raises(baselines.BaselineError, match="2 arrays but 1 speakers"):
+        baselines.standardise_by_speaker(vectors, ["s"])

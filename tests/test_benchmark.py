@@ -96,3 +96,58 @@ def test_the_run_record_carries_the_recipe_switches() -> None:
     record = config_record(model, {"corpus": "c", "normalization": "speaker"}, 0)
     assert record["time_masks"] == 2 and record["ema_decay"] == 0.99
     assert bm.recipe_labels(record)[:2] == ["speaker norm", "time masks ×2"]
+
+
+def test_speaker_normalised_baselines_join_when_a_run_normalised_per_speaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each speaker's voice shifts every feature; the class is a small move within a speaker.
+    Only the per-speaker standardised baselines can see it, so they must score higher."""
+    import types
+
+    import pandas as pd
+
+    import datamodules.corpus
+    import datamodules.features
+    import experiments.baselines
+
+    rng = np.random.default_rng(0)
+    speakers = [f"s{i}" for i in range(6)]
+    ids, spk, labels, frames = [], [], [], {}
+    for i, s in enumerate(speakers):
+        for k in range(12):
+            u = f"{s}_{k}"
+            label = k % 2
+            ids.append(u), spk.append(s), labels.append(label)
+            shift = 8.0 * (i - 2.5)  # the voice: larger than the class difference
+            frames[u] = rng.normal(shift + 1.5 * label, 0.3, (20, 4)).astype(np.float32)
+    table = pd.DataFrame({"utterance_id": ids, "speaker": spk, "audio_path": ids})
+    corpus = types.SimpleNamespace(
+        name="toy", table=table, classes=["a", "b"], label_of=dict(zip(ids, "ab" * 36, strict=True))
+    )
+    by_spk = {s: [u for u in ids if u.startswith(s)] for s in speakers}
+    split = {
+        "train": by_spk["s0"] + by_spk["s1"] + by_spk["s2"],
+        "val": by_spk["s3"],
+        "test": by_spk["s4"] + by_spk["s5"],
+    }
+    functional_rows = np.stack([frames[u].mean(0) for u in ids])
+    monkeypatch.setattr(datamodules.corpus, "as_corpus", lambda name: corpus)
+    monkeypatch.setattr(bm, "load_split", lambda key: split)
+    monkeypatch.setattr(
+        datamodules.features, "load", lambda c, k, m: types.SimpleNamespace(acoustic=frames)
+    )
+    monkeypatch.setattr(experiments.baselines, "functionals", lambda *a, **k: functional_rows)
+    key = ("toy", "speaker_kfold", 6, 0, 0, (), ())
+    splits = {key: {"feature_keys": {"fk": "wb"}}}
+
+    plain = {r.name: r for r in bm.baseline_rows(splits)}
+    assert set(plain) == {"svm functionals", "lr probe wb"}
+    both = {r.name: r for r in bm.baseline_rows(splits, speaker_norm=True)}
+    assert set(both) == set(plain) | {
+        "svm functionals · speaker norm",
+        "lr probe wb · speaker norm",
+    }
+    for name in plain:
+        normalised = both[f"{name} · speaker norm"].values("ua")[0]
+        assert normalised > plain[name].values("ua")[0] and normalised >= 0.9
