@@ -291,3 +291,26 @@ def test_frontend_throughput_rows() -> None:
     assert row["frontend"] == "compare_lld" and row["dim"] == 65
     assert row["audio_s"] >= 3.0 and row["audio_s_per_s"] > 0
     assert abs(row["frames"] - row["audio_s"] / 0.01) < 50
+
+
+def test_neural_front_end_key_whose_acoustic_shards_are_all_linked(
+    cache_dir: Path, ravdess_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second key over the same audio (other lexical settings, the ASR words of the same
+    clips) links every acoustic shard: no front end is built and nothing is encoded."""
+    from datamodules.features import store
+    from datamodules.utterances import write_table
+    from tests.test_features import ravdess_utterances
+
+    monkeypatch.setattr(store, "SHARD_SIZE", 2)
+    write_table("rav", ravdess_utterances(ravdess_root, 4), {"reader": "test"})
+    hf = f"hf:{tiny_wav2vec2(tmp_path / 'w2v')}"
+    first = store.extract("rav", FeatureConfig(acoustic_features=hf), workers=1, progress=False)
+    second = store.extract(
+        "rav", FeatureConfig(acoustic_features=hf, layers="last4"), workers=1, progress=False
+    )
+    assert second.key != first.key
+    assert second.done() == {"acoustic_linked": 2, "lexical_computed": 2}
+    a, b = load("rav", first.key), load("rav", second.key)
+    for uid, frames in a.acoustic.items():
+        np.testing.assert_array_equal(frames, b.acoustic[uid])

@@ -555,7 +555,9 @@ def build_acoustic(
     else:
         if frontend is None and tasks:
             frontend = build_frontend(name, device=device, layer=config.acoustic_layer)
-        results = _frontend_map(frontend, tasks) if frontend is not None else iter(())
+        # every shard linked from a sibling key: no front end, no frames (a generator all
+        # the same, since `closing` below closes it)
+        results = _frontend_map(frontend, tasks) if frontend is not None else (x for x in ())
         dim = frontend.dim if frontend is not None else int(part.info().get("dim") or 0)
     with (
         closing(results),  # type: ignore[type-var]
