@@ -131,3 +131,16 @@ def test_mis_encoded_text_is_repaired(tmp_path: Path) -> None:
     (u,) = manifest.read(path, ManifestOptions()).utterances
     assert u.transcript == "\u201cI can\u2019t\u201d\u2026"
     assert [w.text for w in u.words] == ["i", "cannot"]
+
+
+def test_gender_column_is_kept_for_speaker_folds(tmp_path: Path) -> None:
+    _wav(tmp_path / "a.wav", 0.5)
+    path = tmp_path / "g.csv"
+    path.write_text("audio_path,label,speaker,Sex\na.wav,sad,s1,F\na.wav,sad,s2, Male\n")
+    result = manifest.read(path, ManifestOptions(columns={"gender": "Sex"}))
+    assert [u.extra for u in result.utterances] == [{"gender": "female"}, {"gender": "male"}]
+    plain = manifest.read(path, ManifestOptions())  # no gender column: no gender extra
+    assert [u.extra for u in plain.utterances] == [{}, {}]
+    path.write_text("audio_path,label,gender\na.wav,sad,female\na.wav,sad,x\n")
+    with pytest.raises(CorpusError, match=r"line 3: gender 'x' is not male, female"):
+        manifest.read(path, ManifestOptions())

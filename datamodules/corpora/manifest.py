@@ -2,7 +2,9 @@
 
 Columns (names changed with `columns={"label": "Emotion", ...}`):
 `audio_path`, `label` required; `speaker`, `session`, `transcript`, `start_s`/`end_s`
-(a segment of a longer file), `utterance_id` optional. Paths are relative to the CSV.
+(a segment of a longer file), `utterance_id`, `gender` (male/female, m/f or empty; kept as
+the table's `gender` column, which speaker_kfold balances folds by) optional. Paths are
+relative to the CSV; other columns are ignored.
 A CSV with a `transcript` and no `audio_path` column is a text-only corpus: `audio_path`
 is "" and `duration_s` NaN. Word spans come from the bundled ASR with `align="asr"`;
 otherwise the words are the transcript's tokens with null spans.
@@ -31,8 +33,10 @@ FIELDS = (
     "transcript",
     "start_s",
     "end_s",
+    "gender",
 )
 UNKNOWN_SPEAKER = "unknown"
+GENDERS = {"male": "male", "m": "male", "female": "female", "f": "female", "": ""}
 
 
 @dataclass
@@ -152,6 +156,15 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
             )
         seen[uid] = line
         speaker = get("speaker") or UNKNOWN_SPEAKER
+        extra: dict[str, str] = {}
+        if "gender" in cols:
+            gender = normalize_label(get("gender"))
+            if gender not in GENDERS:
+                raise CorpusError(
+                    f"manifest {path} line {line}: gender '{get('gender')}' is not male, "
+                    "female, m, f or empty"
+                )
+            extra["gender"] = GENDERS[gender]
         transcript = repair(get("transcript"))
         audio, duration = "", float("nan")
         start = _seconds(get("start_s"), path, line, "start_s")
@@ -187,6 +200,7 @@ def read(root: Path, options: ManifestOptions) -> PrepareResult:
                 words=words_without_spans(transcript, options.expand_contractions),
                 start_s=start,
                 end_s=end,
+                extra=extra,
             )
         )
     known = sorted({u.label for u in utterances})

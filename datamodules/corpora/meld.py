@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,53 @@ def extract(clip: Path, wav: Path) -> bool:
     return False
 
 
+def csv_utterances(labels: Path, split: str) -> list[tuple[str, Utterance]]:
+    """(clip stem `dia{D}_utt{U}`, utterance without audio) for each row of one release CSV
+    (`split` a key of SPLITS); an Emotion outside EMOTIONS is an error naming the line."""
+    partition = SPLITS[split][0]
+    header, rows = read_csv(labels)
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise CorpusError(f"{labels} lacks the column(s) {missing}; columns: {header}")
+    out = []
+    for line, row in rows:
+        emotion = normalize_label(row["Emotion"])
+        if emotion not in EMOTIONS:
+            raise CorpusError(
+                f"{labels} line {line}: Emotion '{row['Emotion']}' is not one of {list(EMOTIONS)}"
+            )
+        dia, utt = row["Dialogue_ID"].strip(), row["Utterance_ID"].strip()
+        text = repair(row["Utterance"]).strip()
+        utterance = Utterance(
+            utterance_id=f"{split}_dia{dia}_utt{utt}",
+            speaker=row["Speaker"].strip() or "unknown",
+            session=f"{split}_dia{dia}",
+            label=EMOTIONS[emotion],
+            transcript=text,
+            words=words_of(text),
+            extra={
+                "emotion": emotion,
+                **{ours: row.get(theirs, "").strip() for theirs, ours in EXTRA.items()},
+                "partition": partition,
+            },
+        )
+        out.append((f"dia{dia}_utt{utt}", utterance))
+    return out
+
+
+def read_text(root: Path, splits: Sequence[str] = ("train", "dev")) -> list[Utterance]:
+    """The utterances of the `splits` CSVs under `root`, text only (the clips are not needed:
+    the text-only release, e.g. ../shared/corpora/meld_text, has none)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusError(f"MELD root {root} is not a folder")
+    found = {s: _find(root, SPLITS[s][1], want_dir=False) for s in splits}
+    if not any(found.values()):
+        names = ", ".join(SPLITS[s][1] for s in splits)
+        raise CorpusError(f"no MELD CSV ({names}) under {root}")
+    return [u for s, path in found.items() if path for _, u in csv_utterances(path, s)]
+
+
 def read(root: Path, options: MeldOptions) -> PrepareResult:
     """Rows of the three CSVs whose clip exists and decodes, with the official partition."""
     root = Path(root)
@@ -95,7 +143,7 @@ def read(root: Path, options: MeldOptions) -> PrepareResult:
     drops = Drops("no clip", "ffmpeg cannot decode", "unreadable audio")
     jobs: list[tuple[Path, Path, Utterance]] = []
     notes = []
-    for split, (partition, csv_name, folder_names) in SPLITS.items():
+    for split, (_, csv_name, folder_names) in SPLITS.items():
         labels = _find(root, csv_name, want_dir=False)
         if labels is None:
             notes.append(f"no {csv_name} under {root}: the {split} part is not read")
@@ -103,36 +151,12 @@ def read(root: Path, options: MeldOptions) -> PrepareResult:
         folder = next((f for n in folder_names if (f := _find(root, n, want_dir=True))), None)
         if folder is None:
             raise CorpusError(f"{labels} found but no clip folder {folder_names[0]}/ under {root}")
-        header, rows = read_csv(labels)
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise CorpusError(f"{labels} lacks the column(s) {missing}; columns: {header}")
-        for line, row in rows:
-            emotion = normalize_label(row["Emotion"])
-            if emotion not in EMOTIONS:
-                raise CorpusError(
-                    f"{labels} line {line}: Emotion '{row['Emotion']}' is not one of {list(EMOTIONS)}"
-                )
-            dia, utt = row["Dialogue_ID"].strip(), row["Utterance_ID"].strip()
-            clip = folder / f"dia{dia}_utt{utt}.mp4"
+        for stem, utterance in csv_utterances(labels, split):
+            clip = folder / f"{stem}.mp4"
             if not clip.is_file():
                 drops.add("no clip", clip)
                 continue
-            text = repair(row["Utterance"]).strip()
-            utterance = Utterance(
-                utterance_id=f"{split}_dia{dia}_utt{utt}",
-                speaker=row["Speaker"].strip() or "unknown",
-                session=f"{split}_dia{dia}",
-                label=EMOTIONS[emotion],
-                transcript=text,
-                words=words_of(text),
-                extra={
-                    "emotion": emotion,
-                    **{ours: row.get(theirs, "").strip() for theirs, ours in EXTRA.items()},
-                    "partition": partition,
-                },
-            )
-            jobs.append((clip, audio_dir / split / f"{clip.stem}.wav", utterance))
+            jobs.append((clip, audio_dir / split / f"{stem}.wav", utterance))
         notes.append(f"{split}: {labels} and {folder}")
     if not jobs and not any(drops.counts.values()):
         raise CorpusError(f"no MELD CSVs (train_sent_emo.csv, ...) with clips under {root}")
