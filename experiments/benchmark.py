@@ -119,6 +119,7 @@ RECIPE_LABELS = {
     "frame_dropout": "frame dropout {}",
     "modality_dropout": "modality dropout {}",
     "ema_decay": "EMA {}",
+    "branch_loss": "branch loss {}",
 }
 
 

@@ -32,6 +32,7 @@ RECORD_MODEL_KEYS = (
     "frame_dropout",
     "modality_dropout",
     "ema_decay",
+    "branch_loss",
 )
 RECORD_DATA_KEYS = (
     "corpus",

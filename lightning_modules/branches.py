@@ -126,11 +126,16 @@ class FusedEncoder(nn.Module):
         )
         self.out_dim = int(self.fusion.out_dim)
 
-    def forward(self, batch: Batch) -> EncoderOutput:
+    def pooled(self, batch: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Each branch's pooled vector (acoustic, lexical) and the attention of both."""
         v_a, att_a, _ = self.acoustic(batch)
         v_l, att_l, _ = self.lexical(batch)
+        return v_a, v_l, {**att_a, **att_l}
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        v_a, v_l, attention = self.pooled(batch)
         vector, gate = self.fusion(v_a, v_l)
-        return vector, {**att_a, **att_l}, gate
+        return vector, attention, gate
 
 
 class WordLevelEncoder(nn.Module):

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from datamodules.batch import Batch
 from lightning_modules.architectures import ARCHITECTURES, modalities_for
 from lightning_modules.architectures import architecture as get_architecture
-from lightning_modules.branches import ENCODERS, BranchOptions, ModelConfigError
+from lightning_modules.branches import ENCODERS, BranchOptions, FusedEncoder, ModelConfigError
 from lightning_modules.encoders import LayerWeightedSum
 from lightning_modules.fusion import FUSIONS
 from lightning_modules.heads import ClassifierHead
@@ -26,6 +26,8 @@ class ModelOutput:
     logits: Tensor
     attention: dict[str, Tensor] = field(default_factory=dict)
     gate: Tensor | None = None
+    # each branch's own logits (B, C), by modality: only a model built with branch heads
+    branch_logits: dict[str, Tensor] = field(default_factory=dict)
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
@@ -37,7 +39,9 @@ class EmotionNet(nn.Module):
     """Batch -> ModelOutput for any architecture of `ARCHITECTURES` (see its descriptions).
 
     `sequence_encoder` "none" pools the input features directly (no BLSTM): with `head_hidden`
-    0 that is a linear probe, with `head_hidden` > 0 an MLP probe.
+    0 that is a linear probe, with `head_hidden` > 0 an MLP probe. `branch_heads` gives each
+    branch of a two-branch fusion (mmb, mmmla) its own linear classifier on its pooled vector,
+    for per-branch auxiliary losses (`ModelOutput.branch_logits`).
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class EmotionNet(nn.Module):
         head_hidden: int = 0,
         sequence_encoder: str = "blstm",
         acoustic_layers: int = 1,
+        branch_heads: bool = False,
     ) -> None:
         super().__init__()
         spec = get_architecture(architecture)
@@ -74,6 +79,20 @@ class EmotionNet(nn.Module):
         options = BranchOptions(pooling, fusion, hidden_size, num_layers, dropout, sequence_encoder)
         self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
         self.head = ClassifierHead(int(self.encoder.out_dim), num_classes, dropout, head_hidden)
+        # built after the head, so that a model without them starts from the same weights
+        self.branch_heads: nn.ModuleDict | None = None
+        if branch_heads:
+            if not isinstance(self.encoder, FusedEncoder):
+                raise ModelConfigError(
+                    f"model.branch_loss applies to the two-branch fusions (mmb, mmmla); "
+                    f"{architecture!r} has no separately pooled branches"
+                )
+            self.branch_heads = nn.ModuleDict(
+                {
+                    "acoustic": nn.Linear(int(self.encoder.acoustic.out_dim), num_classes),
+                    "lexical": nn.Linear(int(self.encoder.lexical.out_dim), num_classes),
+                }
+            )
 
     @property
     def modalities(self) -> list[str]:
@@ -83,5 +102,14 @@ class EmotionNet(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:
         if self.layer_mix is not None and batch.acoustic is not None:
             batch = dataclasses.replace(batch, acoustic=self.layer_mix(batch.acoustic))
+        if self.branch_heads is not None:
+            assert isinstance(self.encoder, FusedEncoder)
+            v_a, v_l, attention = self.encoder.pooled(batch)
+            vector, gate = self.encoder.fusion(v_a, v_l)
+            branch_logits = {
+                "acoustic": self.branch_heads["acoustic"](v_a),
+                "lexical": self.branch_heads["lexical"](v_l),
+            }
+            return ModelOutput(self.head(vector), attention, gate, branch_logits)
         vector, attention, gate = self.encoder(batch)
         return ModelOutput(self.head(vector), attention, gate)

@@ -57,6 +57,7 @@ class EmotionClassifier(pl.LightningModule):
         frame_dropout: float = 0.0,
         modality_dropout: float = 0.0,
         ema_decay: float = 0.0,
+        branch_loss: float = 0.0,
         num_classes: int = 4,
         acoustic_dim: int = 65,
         acoustic_layers: int = 1,
@@ -66,7 +67,9 @@ class EmotionClassifier(pl.LightningModule):
         """Recipe switches (training only, all off by default): `time_masks`/`time_width`,
         `feature_masks`/`feature_width` and `frame_dropout` mask acoustic frames (SpecAugment,
         `lightning_modules.augment`); `modality_dropout` zeroes one modality of an item of a
-        two-modality model; `ema_decay` > 0 validates, tests and saves an exponential moving
+        two-modality model; `branch_loss` > 0 adds, in training, that weight times the mean
+        cross-entropy of each branch's own classifier (mmb, mmmla: each branch must learn on its
+        own, so the stronger one cannot starve the other); `ema_decay` > 0 validates, tests and saves an exponential moving
         average of the weights. `val/ua_smooth` (an average of val/ua over epochs) is logged
         for checkpoint selection on small val sets."""
         super().__init__()
@@ -92,6 +95,7 @@ class EmotionClassifier(pl.LightningModule):
             head_hidden,
             sequence_encoder,
             acoustic_layers,
+            branch_heads=branch_loss > 0,
         )
         try:
             self.frame_masking = FrameMasking(
@@ -104,7 +108,10 @@ class EmotionClassifier(pl.LightningModule):
                 "model.modality_dropout and model.ema_decay must be in [0, 1); got "
                 f"{modality_dropout}, {ema_decay}"
             )
+        if branch_loss < 0:
+            raise ModelConfigError(f"model.branch_loss must be >= 0; got {branch_loss}")
         self.modality_dropout, self.ema_decay = modality_dropout, ema_decay
+        self.branch_loss = branch_loss
         self.ema: WeightAverage | None = None
         self._ema_resume: dict[str, Any] | None = None
         self._ua_smooth: float | None = None
@@ -146,6 +153,12 @@ class EmotionClassifier(pl.LightningModule):
             self._collect(batch, output)
         weight = self.class_weight if self.class_weighting else None
         loss = F.cross_entropy(output.logits, batch.labels, weight=weight)
+        if stage == "train" and self.branch_loss > 0 and output.branch_logits:
+            branch = [
+                F.cross_entropy(logits, batch.labels, weight=weight)
+                for logits in output.branch_logits.values()
+            ]
+            loss = loss + self.branch_loss * torch.stack(branch).mean()
         preds = output.logits.argmax(-1)
         getattr(self, f"{stage}_metrics").update(preds, batch.labels)
         getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(batch))

@@ -126,3 +126,63 @@ def test_smoothed_val_ua_averages_epochs(tmp_path: Path) -> None:
     assert len(seen) == 4 and seen[0][1] == pytest.approx(seen[0][0])
     for (ua, smooth), (_, prev) in zip(seen[1:], seen[:-1], strict=True):
         assert smooth == pytest.approx(0.6 * prev + 0.4 * ua, abs=1e-6)
+
+
+def fused_batch(n: int = 6) -> Batch:
+    torch.manual_seed(1)
+    return Batch(
+        labels=torch.arange(n) % 3,
+        acoustic=torch.randn(n, 7, 6),
+        acoustic_mask=torch.ones(n, 7, dtype=torch.bool),
+        words=torch.randn(n, 4, 5),
+        word_mask=torch.ones(n, 4, dtype=torch.bool),
+    )
+
+
+def test_branch_loss_adds_each_branchs_own_cross_entropy_in_training_only() -> None:
+    torch.manual_seed(0)
+    plain = tiny_model()
+    torch.manual_seed(0)
+    model = tiny_model(branch_loss=0.5)
+    # the branch heads are built last: the shared weights start where the plain model's do
+    shared = plain.state_dict()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in shared.items())
+    assert set(model.state_dict()) - set(shared) == {
+        f"net.branch_heads.{m}.{p}" for m in ("acoustic", "lexical") for p in ("weight", "bias")
+    }
+    model.eval()  # no dropout: the step's loss is checkable by hand
+    batch = fused_batch()
+    out = model(batch)
+    assert set(out.branch_logits) == {"acoustic", "lexical"}
+    main = torch.nn.functional.cross_entropy(out.logits, batch.labels)
+    aux = [torch.nn.functional.cross_entropy(v, batch.labels) for v in out.branch_logits.values()]
+    assert torch.allclose(out.logits, plain.eval()(batch).logits)  # the fused path is unchanged
+    model.frame_masking.train(False)
+    trained = model._shared_step(batch, "train")
+    assert torch.allclose(trained, main + 0.5 * (aux[0] + aux[1]) / 2, atol=1e-6)
+    assert torch.allclose(model._shared_step(batch, "val"), main, atol=1e-6)
+    trained.backward()
+    head = model.net.branch_heads
+    assert head is not None and head["acoustic"].weight.grad is not None
+    assert head["acoustic"].weight.grad.abs().sum() > 0
+
+
+def test_branch_loss_is_refused_where_there_are_no_separate_branches() -> None:
+    for architecture in ("acoustic", "lexical", "hierarchical"):
+        with pytest.raises(ModelConfigError, match="model.branch_loss"):
+            tiny_model(architecture=architecture, branch_loss=0.3)
+    with pytest.raises(ModelConfigError, match="model.branch_loss"):
+        tiny_model(branch_loss=-1.0)
+
+
+def test_branch_heads_travel_in_the_checkpoint(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = tiny_model(branch_loss=0.3, architecture="mmb")
+    t = trainer(tmp_path, max_epochs=1)
+    t.fit(model, datamodule=FakeDataModule())
+    path = tmp_path / "b.ckpt"
+    t.save_checkpoint(path)
+    served = EmotionClassifier.load_from_checkpoint(path, weights_only=True).eval()
+    batch = fused_batch()
+    assert served.branch_loss == 0.3
+    assert torch.allclose(served(batch).logits, model.eval()(batch).logits)
