@@ -123,8 +123,10 @@ def _fit_scored(
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
+    refit: bool = True,
 ) -> dict[str, Any]:
-    """Pick the grid value on val UA (fitted on train), refit on train + val, score on test."""
+    """Pick the grid value on val UA (fitted on train), refit on train + val (with `refit`;
+    otherwise keep the train-only fit, the data a neural model trains on), score on test."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -144,7 +146,8 @@ def _fit_scored(
             c: scores(val[1], fit(c, xtr, ytr).predict(np.nan_to_num(val[0])))["ua"] for c in grid
         }
         best = max(grid, key=lambda c: (val_ua[c], -c))
-        xtr, ytr = np.concatenate([xtr, val[0]]), np.concatenate([ytr, val[1]])
+        if refit:
+            xtr, ytr = np.concatenate([xtr, val[0]]), np.concatenate([ytr, val[1]])
     else:
         best = grid[len(grid) // 2]
     t0 = time.perf_counter()
@@ -165,14 +168,16 @@ def svm_on_functionals(
     test_y: np.ndarray,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     grid: Sequence[float] = C_GRID,
+    refit: bool = True,
 ) -> dict[str, Any]:
-    """Standardised features + linear SVM; C on val UA, then refit on train + val; test scores."""
+    """Standardised features + linear SVM; C on val UA, then refit on train + val (`refit`);
+    test scores."""
     from sklearn.svm import LinearSVC
 
     def make(c: float) -> Any:
         return LinearSVC(C=c, max_iter=20000, dual=True)
 
-    out = _fit_scored(make, grid, (train_X, train_y), (test_X, test_y), val)
+    out = _fit_scored(make, grid, (train_X, train_y), (test_X, test_y), val, refit)
     return {**out, "feature_dim": int(np.asarray(train_X).shape[1])}
 
 
@@ -183,8 +188,10 @@ def logistic_probe(
     test_y: np.ndarray,
     val: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
     grid: Sequence[float] = (1e-2, 1e-1, 1.0, 10.0),
+    refit: bool = True,
 ) -> dict[str, Any]:
-    """Logistic regression on (T, D) states pooled to mean ⊕ std; C on val UA; test scores."""
+    """Logistic regression on (T, D) states pooled to mean ⊕ std; C on val UA, then refit on
+    train + val (`refit`); test scores."""
     from sklearn.linear_model import LogisticRegression
 
     def make(c: float) -> Any:
@@ -192,7 +199,8 @@ def logistic_probe(
 
     pooled_val = (pool_states(val[0]), np.asarray(val[1])) if val is not None else None
     train = (pool_states(train_states), np.asarray(train_y))
-    out = _fit_scored(make, grid, train, (pool_states(test_states), np.asarray(test_y)), pooled_val)
+    test = (pool_states(test_states), np.asarray(test_y))
+    out = _fit_scored(make, grid, train, test, pooled_val, refit)
     return {**out, "feature_dim": int(train[0].shape[1])}
 
 

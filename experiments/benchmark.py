@@ -112,6 +112,10 @@ def load_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
     )
 
 
+# Row-name suffix of a baseline per fit (`baseline_rows`' `fits`).
+FIT_SUFFIX = {"train+val": "", "train": " · train only"}
+
+
 # Recipe switches a row names when a run turned them on (config key -> label).
 RECIPE_LABELS = {
     "time_masks": "time masks ×{}",
@@ -186,10 +190,13 @@ def baseline_rows(
     workers: int = 1,
     with_svm: bool = True,
     speaker_norm: bool = False,
+    fits: Sequence[str] = ("train+val",),
 ) -> list[Row]:
     """SVM on functionals and an LR probe per acoustic feature key, on each distinct split;
     with `speaker_norm` (some run normalised per speaker) each once more on features
-    standardised per speaker (`baselines.standardise_by_speaker`), rows named so."""
+    standardised per speaker (`baselines.standardise_by_speaker`), rows named so. `fits`:
+    "train+val" refits on train + val after choosing C on val (the classic recipe), "train"
+    keeps the train-only fit (the data the models train on), in rows named "· train only"."""
     from datamodules.corpus import as_corpus
     from datamodules.features import load
     from experiments.baselines import (
@@ -226,13 +233,14 @@ def baseline_rows(
             ) -> np.ndarray:
                 return x[[row_of[u] for u in split[part]]]
 
-            out = svm_on_functionals(
-                fx("train"), labels(split["train"]), fx("test"), labels(split["test"]),
-                val=(fx("val"), labels(split["val"])),
-            )  # fmt: skip
-            name = SVM_ROW + norm
-            rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
-            rows[name].add(fold, out)
+            for fit in fits:
+                out = svm_on_functionals(
+                    fx("train"), labels(split["train"]), fx("test"), labels(split["test"]),
+                    val=(fx("val"), labels(split["val"])), refit=fit == "train+val",
+                )  # fmt: skip
+                name = SVM_ROW + norm + FIT_SUFFIX[fit]
+                rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
+                rows[name].add(fold, out)
         for fkey, norm in ((f, n) for f in sorted(info["feature_keys"]) for n in norms):
             label = info["feature_keys"][fkey]
             if (fkey, norm) not in feature_cache:
@@ -248,13 +256,14 @@ def baseline_rows(
                 feature_cache[fkey, norm] = frames
             frames = feature_cache[fkey, norm]
             states = {p: [frames[u] for u in split[p]] for p in ("train", "val", "test")}
-            out = logistic_probe(
-                states["train"], labels(split["train"]), states["test"], labels(split["test"]),
-                val=(states["val"], labels(split["val"])),
-            )  # fmt: skip
-            name = f"{PROBE_ROW} {label}{norm}"
-            rows.setdefault(name, Row(name, label, "baseline"))
-            rows[name].add(fold, out)
+            for fit in fits:
+                out = logistic_probe(
+                    states["train"], labels(split["train"]), states["test"], labels(split["test"]),
+                    val=(states["val"], labels(split["val"])), refit=fit == "train+val",
+                )  # fmt: skip
+                name = f"{PROBE_ROW} {label}{norm}{FIT_SUFFIX[fit]}"
+                rows.setdefault(name, Row(name, label, "baseline"))
+                rows[name].add(fold, out)
     return list(rows.values())
 
 
@@ -360,7 +369,11 @@ def write_outputs(table: list[dict[str, Any]], out: Path, corpus: str, seconds: 
 
 
 def run_benchmark(
-    runs_dir: Path, out: Path | None = None, workers: int = 1, with_svm: bool = True
+    runs_dir: Path,
+    out: Path | None = None,
+    workers: int = 1,
+    with_svm: bool = True,
+    fits: Sequence[str] = ("train+val",),
 ) -> tuple[list[dict[str, Any]], str]:
     t0 = time.perf_counter()
     runs, skipped = load_runs(runs_dir)
@@ -383,7 +396,9 @@ def run_benchmark(
     if len(corpora) != 1:
         raise BenchmarkError(f"runs of several corpora under {runs_dir}: {sorted(corpora)}")
     speaker_norm = any(run.config.get("normalization") == "speaker" for run in runs)
-    rows = model_rows(runs, run_split) + baseline_rows(splits, workers, with_svm, speaker_norm)
+    rows = model_rows(runs, run_split) + baseline_rows(
+        splits, workers, with_svm, speaker_norm, fits
+    )
     table = build_table(rows)
     md = write_outputs(table, Path(out or runs_dir), corpora.pop(), time.perf_counter() - t0)
     return table, md
@@ -395,10 +410,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="where benchmark.md/csv/json go (default: RUNS)")
     p.add_argument("--workers", type=int, default=1, help="openSMILE workers for functionals")
     p.add_argument("--no-svm", action="store_true", help="skip the functionals + SVM baseline")
+    p.add_argument(
+        "--baseline-fit",
+        choices=("train+val", "train", "both"),
+        default="train+val",
+        help="baselines refit on train + val once C is chosen (default, the classic recipe), "
+        "keep the train-only fit (the data the models train on), or both rows",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        _, md = run_benchmark(args.runs, args.out, args.workers, not args.no_svm)
+        fits = ("train+val", "train") if args.baseline_fit == "both" else (args.baseline_fit,)
+        _, md = run_benchmark(args.runs, args.out, args.workers, not args.no_svm, fits)
     except (BenchmarkError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -71,6 +71,30 @@ def test_logistic_probe_on_pooled_states() -> None:
     assert out["ua"] > 0.8 and out["feature_dim"] == 16  # chance: 1/3
 
 
+def test_refit_adds_val_rows_and_train_only_keeps_the_train_fit() -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    x, y = blobs(40)
+    part = np.arange(len(y)) % 4
+    train, val, test = part == 0, (part == 1) | (part == 2), part == 3
+    wrong = (
+        y[val] + 1
+    ) % 4  # twice as many val rows, labelled as the next class: a refit learns them
+    grid = (0.01, 1.0)
+    kept = baselines.svm_on_functionals(
+        x[train], y[train], x[test], y[test], val=(x[val], wrong), grid=grid, refit=False
+    )
+    clf = make_pipeline(StandardScaler(), LinearSVC(C=kept["C"], max_iter=20000, dual=True))
+    by_hand = baselines.scores(y[test], clf.fit(x[train], y[train]).predict(x[test]))
+    assert kept["ua"] == pytest.approx(by_hand["ua"]) and kept["ua"] > 0.9
+    refit = baselines.svm_on_functionals(
+        x[train], y[train], x[test], y[test], val=(x[val], wrong), grid=grid
+    )
+    assert refit["C"] == kept["C"] and refit["ua"] < kept["ua"]
+
+
 def test_one_class_in_training_is_refused() -> None:
     x, y = blobs(5)
     with pytest.raises(baselines.BaselineError, match="fewer than two classes"):

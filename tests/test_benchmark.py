@@ -151,3 +151,5 @@ def test_speaker_normalised_baselines_join_when_a_run_normalised_per_speaker(
     for name in plain:
         normalised = both[f"{name} · speaker norm"].values("ua")[0]
         assert normalised > plain[name].values("ua")[0] and normalised >= 0.9
+    fits = {r.name for r in bm.baseline_rows(splits, fits=("train+val", "train"))}
+    assert fits == set(plain) | {f"{name} · train only" for name in plain}
