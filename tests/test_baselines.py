@@ -79,9 +79,8 @@ def test_refit_adds_val_rows_and_train_only_keeps_the_train_fit() -> None:
     x, y = blobs(40)
     part = np.arange(len(y)) % 4
     train, val, test = part == 0, (part == 1) | (part == 2), part == 3
-    wrong = (
-        y[val] + 1
-    ) % 4  # twice as many val rows, labelled as the next class: a refit learns them
+    # twice as many val rows as train rows, labelled as the next class: a refit learns them
+    wrong = (y[val] + 1) % 4
     grid = (0.01, 1.0)
     kept = baselines.svm_on_functionals(
         x[train], y[train], x[test], y[test], val=(x[val], wrong), grid=grid, refit=False
