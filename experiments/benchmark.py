@@ -138,29 +138,68 @@ def recipe_labels(config: dict[str, Any]) -> list[str]:
     return labels
 
 
+# Training settings that split a variant's row when its runs differ in them; the rows then
+# name the differing ones ("hidden_size 128"). The BLSTM's size does not apply to a probe.
+SETTING_KEYS = (
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "head_hidden",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "bucketing",
+)
+ENCODER_KEYS = ("hidden_size", "num_layers")
+
+
+def run_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The `SETTING_KEYS` a run recorded (older records lack some: those are not compared)."""
+    keys = [
+        k for k in SETTING_KEYS if config.get("sequence_encoder") != "none" or k not in ENCODER_KEYS
+    ]
+    return {k: config[k] for k in keys if config.get(k) is not None}
+
+
+def _setting_label(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{key} {'on' if value else 'off'}"
+    return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+
+
 def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]:
-    """A row per variant × feature set, and a seed-ensemble row where a fold has ≥ 2 seeds."""
+    """A row per variant × feature set × recipe, split further where runs differ in a
+    `SETTING_KEYS` value every one of them recorded (never one row over two settings), and a
+    seed-ensemble row where a fold has ≥ 2 seeds."""
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[(*variant_key(run), *recipe_labels(run.config))].append(run)
     rows: dict[tuple, Row] = {}
     probs: dict[tuple, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        key = variant_key(run)
-        arch, _, pooling, fusion, _, _, features, transcripts = key
-        recipe = recipe_labels(run.config)
-        name = " · ".join(p for p in (arch, pooling, fusion, transcripts, *recipe) if p)
-        key = (*key, *recipe)
-        row = rows.setdefault(key, Row(name, features, "model"))
-        fold = int(splits[str(run.run_dir)][3])
-        row.add(fold, run.metrics)
-        try:
-            probs[key][fold].append(run.predictions())
-        except Exception as exc:  # noqa: BLE001 - an old run without predictions: no ensemble
-            log.info("%s: no predictions for the seed ensemble (%s)", run.run_dir, exc)
+    for base, members in groups.items():
+        settings = [run_settings(r.config) for r in members]
+        known = set.intersection(*(set(s) for s in settings))
+        varying = [
+            k for k in SETTING_KEYS if k in known and len({repr(s[k]) for s in settings}) > 1
+        ]
+        arch, _, pooling, fusion, _, _, features, transcripts = base[:8]
+        for run, setting in zip(members, settings, strict=True):
+            extra = tuple(_setting_label(k, setting[k]) for k in varying)
+            key = (*base, *extra)
+            parts = (arch, pooling, fusion, transcripts, *base[8:], *extra)
+            row = rows.setdefault(key, Row(" · ".join(p for p in parts if p), features, "model"))
+            fold = int(splits[str(run.run_dir)][3])
+            row.add(fold, run.metrics)
+            try:
+                probs[key][fold].append(run.predictions())
+            except Exception as exc:  # noqa: BLE001 - an old run without predictions: no ensemble
+                log.info("%s: no predictions for the seed ensemble (%s)", run.run_dir, exc)
     out = list(rows.values())
     for key, folds in probs.items():
         if not any(len(p) > 1 for p in folds.values()):
             continue
-        base = rows[key]
-        ensemble = Row(f"{base.name} (seed ensemble)", base.features, "ensemble")
+        base_row = rows[key]
+        ensemble = Row(f"{base_row.name} (seed ensemble)", base_row.features, "ensemble")
         for fold, preds in folds.items():
             ensemble.add(fold, _ensemble_scores(preds))
         out.append(ensemble)

@@ -26,6 +26,9 @@ RECORD_MODEL_KEYS = (
     "hidden_size",
     "num_layers",
     "dropout",
+    "head_hidden",
+    "lr",
+    "weight_decay",
     # recipe switches (lightning_modules.system): a run's row names the ones it turned on
     "time_masks",
     "feature_masks",
@@ -48,6 +51,8 @@ RECORD_DATA_KEYS = (
     "test_transcripts",
     "normalization",
     "balanced_sampling",
+    "batch_size",
+    "bucketing",
 )
 # Record fields that tag a W&B run (`corpus:iemocap`, ...).
 WANDB_TAG_KEYS = (

@@ -153,3 +153,63 @@ def test_speaker_normalised_baselines_join_when_a_run_normalised_per_speaker(
         assert normalised > plain[name].values("ua")[0] and normalised >= 0.9
     fits = {r.name for r in bm.baseline_rows(splits, fits=("train+val", "train"))}
     assert fits == set(plain) | {f"{name} · train only" for name in plain}
+
+
+def _run(tmp_path: Path, name: str, ua: float, **config: object) -> tuple[object, tuple]:
+    from experiments.runs import RunRecord
+
+    base = {"architecture": "acoustic", "modality": "acoustic", "pooling": "attention"}
+    base |= {"fusion": "none", "corpus": "c", "protocol": "speaker_kfold", "feature_set": "wb"}
+    metrics = {"ua": ua, "wa": ua, "macro_f1": ua, "config": base | config}
+    return RunRecord(tmp_path / name, metrics), ("c", "speaker_kfold", 6, 0, 0, (), ())
+
+
+def test_runs_differing_in_a_training_setting_never_share_a_row(tmp_path: Path) -> None:
+    made = [
+        _run(tmp_path, "a", 0.70, hidden_size=64, lr=0.001),
+        _run(tmp_path, "b", 0.72, hidden_size=64, lr=0.001),
+        _run(tmp_path, "c", 0.50, hidden_size=128, lr=0.001),
+        # recorded before lr was recorded: lr is not compared, hidden_size still is
+        _run(tmp_path, "d", 0.74, hidden_size=64),
+    ]
+    runs = [r for r, _ in made]
+    splits = {str(r.run_dir): s for r, s in made}
+    rows = {r.name: r for r in bm.model_rows(runs, splits)}
+    assert set(rows) == {
+        "acoustic · attention · hidden_size 64",
+        "acoustic · attention · hidden_size 128",
+    }
+    assert rows["acoustic · attention · hidden_size 64"].values("ua") == [0.70, 0.72, 0.74]
+    assert rows["acoustic · attention · hidden_size 128"].values("ua") == [0.50]
+    # one setting throughout: one row, named as before
+    same = bm.model_rows(runs[:2], splits)
+    assert [r.name for r in same] == ["acoustic · attention"]
+
+
+def test_a_probe_is_not_split_by_the_encoder_size_it_ignores(tmp_path: Path) -> None:
+    probe = {"sequence_encoder": "none", "pooling": "stats"}
+    made = [
+        _run(tmp_path, "a", 0.70, hidden_size=64, bucketing=True, **probe),
+        _run(tmp_path, "b", 0.75, hidden_size=128, bucketing=False, **probe),
+    ]
+    rows = bm.model_rows([r for r, _ in made], {str(r.run_dir): s for r, s in made})
+    names = sorted(r.name for r in rows)
+    assert names == [
+        "acoustic · stats probe · bucketing off",
+        "acoustic · stats probe · bucketing on",
+    ]
+
+
+def test_the_run_record_carries_the_training_settings() -> None:
+    from experiments.run_record import config_record
+
+    model = {"architecture": "acoustic", "pooling": "attention", "fusion": "gmu"}
+    model |= {"lr": 0.003, "weight_decay": 0.01, "head_hidden": 0}
+    record = config_record(model, {"corpus": "c", "batch_size": 16, "bucketing": False}, 0)
+    assert bm.run_settings(record) == {
+        "head_hidden": 0,
+        "lr": 0.003,
+        "weight_decay": 0.01,
+        "batch_size": 16,
+        "bucketing": False,
+    }
