@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import benchmark as bm
+from experiments.benchmark_table import markdown
 from experiments.stats import wilcoxon
 from lightning_modules.predictions import Predictions
 
@@ -42,7 +43,7 @@ def test_table_tests_each_model_against_the_best_baseline_and_attention() -> Non
     s = by_name["acoustic · stats"]
     assert s["vs_attention"]["vs"] == "acoustic · attention" and s["vs_attention"]["diff"] < 0
     assert "vs_attention" not in a and "vs_best_baseline" not in by_name["lr probe wb"]
-    md = bm.markdown(table, "toy", 1.0)
+    md = markdown(table, "toy", 1.0)
     assert "| svm functionals | func | 6 × 1 |" in md
     assert "+6.0, p=" in md  # attention vs the probe, in UA points
 
@@ -53,7 +54,7 @@ def test_single_fold_rows_have_no_test_and_say_n1() -> None:
     table = bm.build_table([one, base])
     entry = next(e for e in table if e["kind"] == "model")
     assert entry["vs_best_baseline"] is None
-    assert "50.0 (n=1)" in bm.markdown(table, "toy", 1.0)
+    assert "50.0 (n=1)" in markdown(table, "toy", 1.0)
 
 
 def test_seed_ensemble_averages_probabilities() -> None:
