@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +67,27 @@ def _key(item: Any) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+def finished_records(path: Path, wait_s: float = 60.0) -> list[Any]:
+    """The records once the log holds its `exit` record: `wandb.finish()` can return before
+    W&B's writer process has flushed the file (seen under load). After `wait_s` the records
+    as they are, so a run that never finishes fails the caller's assertions, not a hang."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            found = list(records(path))
+        except Exception:  # noqa: BLE001 - a log caught mid-write: read it again
+            found = []
+        if any(r.WhichOneof("record_type") == "exit" for r in found):
+            return found
+        if time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
 def read_run(path: Path) -> OfflineRun:
-    """Fold a run's records into its final config and summary."""
+    """Fold a finished run's records into its final config and summary."""
     out = OfflineRun()
-    for r in records(path):
+    for r in finished_records(path):
         kind = r.WhichOneof("record_type")
         if kind == "run":
             out.name, out.group, out.job_type = r.run.display_name, r.run.run_group, r.run.job_type
