@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from experiments.benchmark_table import Row, build_table, write_outputs
-from experiments.runs import ReportError, RunRecord, load_runs, variant_key
+from experiments.runs import (
+    ENCODER_SETTING_KEYS,
+    SETTING_KEYS,
+    ReportError,
+    RunRecord,
+    load_runs,
+    variant_key,
+)
 
 log = logging.getLogger("experiments.benchmark")
 
@@ -110,25 +117,13 @@ def recipe_labels(config: dict[str, Any]) -> list[str]:
     return labels
 
 
-# Training settings that split a variant's row when its runs differ in them; the rows then
-# name the differing ones ("hidden_size 128"). The BLSTM's size does not apply to a probe.
-SETTING_KEYS = (
-    "hidden_size",
-    "num_layers",
-    "dropout",
-    "head_hidden",
-    "lr",
-    "weight_decay",
-    "batch_size",
-    "bucketing",
-)
-ENCODER_KEYS = ("hidden_size", "num_layers")
-
-
 def run_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The `SETTING_KEYS` a run recorded (older records lack some: those are not compared)."""
+    """The `SETTING_KEYS` a run recorded (older records lack some: those are not compared);
+    a probe has no BLSTM, so its encoder size is not one of them."""
     keys = [
-        k for k in SETTING_KEYS if config.get("sequence_encoder") != "none" or k not in ENCODER_KEYS
+        k
+        for k in SETTING_KEYS
+        if config.get("sequence_encoder") != "none" or k not in ENCODER_SETTING_KEYS
     ]
     return {k: config[k] for k in keys if config.get(k) is not None}
 

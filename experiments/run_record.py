@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from experiments.runs import DATA_SETTING_KEYS, MODEL_SETTING_KEYS
 from lightning_modules.architectures import architecture
 
 if TYPE_CHECKING:
@@ -23,12 +24,7 @@ RECORD_MODEL_KEYS = (
     "pooling",
     "fusion",
     "sequence_encoder",
-    "hidden_size",
-    "num_layers",
-    "dropout",
-    "head_hidden",
-    "lr",
-    "weight_decay",
+    *MODEL_SETTING_KEYS,
     # recipe switches (lightning_modules.system): a run's row names the ones it turned on
     "time_masks",
     "feature_masks",
@@ -51,8 +47,7 @@ RECORD_DATA_KEYS = (
     "test_transcripts",
     "normalization",
     "balanced_sampling",
-    "batch_size",
-    "bucketing",
+    *DATA_SETTING_KEYS,
 )
 # Record fields that tag a W&B run (`corpus:iemocap`, ...).
 WANDB_TAG_KEYS = (

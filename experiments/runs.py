@@ -28,6 +28,13 @@ HEADLINE = (
     ("macro_f1", "Macro-F1", True),
 )
 CLASS_PREFIX = "acc_"
+# Training settings a run records (`experiments.run_record`) and the real-speech table splits a
+# variant's row by when its runs differ in them (`experiments.benchmark`): model keys, then
+# data keys. The BLSTM's size (`ENCODER_SETTING_KEYS`) does not apply to a probe.
+ENCODER_SETTING_KEYS = ("hidden_size", "num_layers")
+MODEL_SETTING_KEYS = (*ENCODER_SETTING_KEYS, "dropout", "head_hidden", "lr", "weight_decay")
+DATA_SETTING_KEYS = ("batch_size", "bucketing")
+SETTING_KEYS = MODEL_SETTING_KEYS + DATA_SETTING_KEYS
 
 
 class ReportError(Exception):

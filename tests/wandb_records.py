@@ -77,9 +77,8 @@ def finished_records(path: Path, wait_s: float = 60.0) -> list[Any]:
             found = list(records(path))
         except Exception:  # noqa: BLE001 - a log caught mid-write: read it again
             found = []
-        if any(r.WhichOneof("record_type") == "exit" for r in found):
-            return found
-        if time.monotonic() > deadline:
+        finished = any(r.WhichOneof("record_type") == "exit" for r in found)
+        if finished or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
 
