@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         help="acoustic front end: compare_lld, whisper_tiny, whisper_base or hf:<local path>",
     )
     parser.add_argument(
-        "--acoustic-layer", default="last", help="hf:<path> only: hidden-state index, last, all"
+        "--acoustic-layer",
+        default="last",
+        help="neural front ends: hidden-state index (0 = before the first block), last, all",
     )
     parser.add_argument(
         "--device", default="cpu", choices=["cpu", "cuda", "auto"], help="neural front ends"

@@ -47,7 +47,7 @@ class FeatureConfig:
     word_pooling: str = "mean"  # "mean" or "first" sub-word
     # acoustic front end: compare_lld | whisper_tiny | whisper_base | hf:<local path>
     acoustic_features: str = "compare_lld"
-    acoustic_layer: str = "last"  # hf:<path> only: a hidden-state index, "last" or "all"
+    acoustic_layer: str = "last"  # whisper_* and hf:<path>: a hidden-state index, "last", "all"
 
     def __post_init__(self) -> None:
         check_frontend_name(self.acoustic_features)
@@ -56,9 +56,9 @@ class FeatureConfig:
             raise FeatureError(
                 f"acoustic_layer must be an index, 'last' or 'all', got '{self.acoustic_layer}'"
             )
-        if layer != "last" and not self.acoustic_features.startswith("hf:"):
+        if layer != "last" and self.acoustic_features == "compare_lld":
             raise FeatureError(
-                f"acoustic_layer '{layer}' applies to hf:<path> front ends only, "
+                f"acoustic_layer '{layer}' applies to neural front ends (whisper_*, hf:<path>), "
                 f"not '{self.acoustic_features}'"
             )
         if self.layers not in LAYER_CHOICES:

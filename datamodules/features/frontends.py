@@ -8,10 +8,14 @@ frames a checkpoint was trained on are the frames prediction computes:
   of faster-whisper's `FeatureExtractor`), (T, 384) / (T, 512) every 20 ms (`WhisperEncoder`).
   The mel is encoded un-padded (a 3 s clip costs 3 s of encoder, not 30 s); a clip longer
   than 30 s is encoded in 30 s windows and the frames stitched. Batches group clips of equal
-  mel length only, so a batched frame equals the frame of the clip encoded alone.
-- `hf:<path>`: any local Hugging Face wav2vec2 / HuBERT / WavLM folder (`HFSpeechEncoder`);
-  `layer` an index, "last", or "all" (every hidden state side by side, (T, L * D): the model
-  mixes them with a learned `LayerWeightedSum`, the SUPERB convention).
+  mel length only, so a batched frame equals the frame of the clip encoded alone. `layer`
+  other than "last" (an index or "all") runs the same weights in PyTorch
+  (`whisper_layers.WhisperLayers`), which gives every hidden state, not only the output.
+- `hf:<path>`: any local Hugging Face wav2vec2 / HuBERT / WavLM folder (`HFSpeechEncoder`).
+
+`layer` (Whisper and hf:) is an index into the hidden states (0 = before the first block),
+"last", or "all" (every hidden state side by side, (T, L * D): the model mixes them with a
+learned `LayerWeightedSum`, the SUPERB convention).
 
 `build_frontend(name, device=...)` makes one; `ACOUSTIC_FRONTENDS` lists the fixed names.
 """
@@ -103,6 +107,7 @@ class WhisperEncoder(AcousticFrontEnd):
     threads: 1 by default, since the sums of a multi-threaded float32 GEMM depend on the thread
     count (up to 3e-4 here) and the cache and inference must give the same frames; parallel
     speed comes from `--shard K/N` processes. Same-length clips share an encode call on CUDA only.
+    `layer`: "last" (CTranslate2's output), a hidden-state index or "all" (PyTorch port, float32).
     """
 
     MODELS: ClassVar[dict[str, int]] = {"whisper_tiny": 384, "whisper_base": 512}
@@ -113,6 +118,7 @@ class WhisperEncoder(AcousticFrontEnd):
         device: str = "cpu",
         threads: int = 1,
         batch_size: int | None = None,
+        layer: int | str = "last",
     ) -> None:
         if name not in self.MODELS:
             raise FeatureError(f"unknown Whisper front end '{name}'; one of {list(self.MODELS)}")
@@ -137,6 +143,30 @@ class WhisperEncoder(AcousticFrontEnd):
             raise FeatureError(f"cannot load Whisper model {name} from {path}: {exc}") from exc
         self.mel = FeatureExtractor(feature_size=int(self.model.n_mels))
         self._ct2 = ctranslate2
+        self.threads = max(1, int(threads or 1))
+        self.states: Any = None  # the PyTorch port (`WhisperLayers`), for layers but the last
+        self.layer_index: int | None = None  # into its hidden states; None: all of them
+        if str(layer) != "last":
+            self._use_layers(path, layer)
+
+    def _use_layers(self, path: Path, layer: int | str) -> None:
+        import torch
+
+        from datamodules.features.whisper_layers import WhisperLayers
+
+        self.states = WhisperLayers.from_ct2(path).to("cuda" if self.device == "cuda" else "cpu")
+        n_states = self.states.depth + 1
+        if str(layer) == "all":
+            self.layer_index, self.layers = None, n_states
+        else:
+            index = int(layer)
+            if not -n_states <= index < n_states:
+                raise FeatureError(
+                    f"{self.name}: layer {layer} outside the {n_states} hidden states"
+                )
+            self.layer_index = index % n_states
+        self.dim *= self.layers
+        self._torch = torch
 
     def log_mel(self, x: np.ndarray) -> np.ndarray:
         """(n_mels, M) float32 log-mel of at most 30 s of audio, M <= 3000.
@@ -149,11 +179,32 @@ class WhisperEncoder(AcousticFrontEnd):
             mel = self.mel(x)[:, : WINDOW_SAMPLES // WHISPER_HOP]
         return np.ascontiguousarray(mel, dtype=np.float32)
 
+    def _layer_frames(self, stacked: np.ndarray) -> np.ndarray:
+        """(B, n_mels, M) -> (B, T, dim): the chosen hidden state(s) of the PyTorch port."""
+        torch = self._torch
+        assert self.states is not None
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)  # as for CTranslate2: sums independent of the caller
+        try:
+            with torch.inference_mode():
+                mel = torch.from_numpy(stacked).to(next(self.states.buffers()).device)
+                states = self.states(mel)
+                if self.layer_index is None:
+                    out = torch.cat(states, dim=-1)  # (B, T, L * D)
+                else:
+                    out = states[self.layer_index]
+                return out.float().cpu().numpy()
+        finally:
+            torch.set_num_threads(threads)
+
     def _encode_mels(self, mels: list[np.ndarray]) -> list[np.ndarray]:
         """Same-length mels (B of (n_mels, M)) -> B arrays (ceil(M / 2), dim) float32."""
         stacked = np.ascontiguousarray(np.stack(mels))
-        out = self.model.encode(self._ct2.StorageView.from_array(stacked), to_cpu=True)
-        frames = np.asarray(out, dtype=np.float32)  # StorageView on CPU -> (B, T, D)
+        if self.states is not None:
+            frames = self._layer_frames(stacked)
+        else:
+            out = self.model.encode(self._ct2.StorageView.from_array(stacked), to_cpu=True)
+            frames = np.asarray(out, dtype=np.float32)  # StorageView on CPU -> (B, T, D)
         expected = (mels[0].shape[1] + 1) // 2
         if frames.shape[1:] != (expected, self.dim):
             raise FeatureError(
@@ -282,13 +333,19 @@ FRAME_STEPS = {"compare_lld": 0.01, "whisper_tiny": 0.02, "whisper_base": 0.02}
 
 
 def build_frontend(name: str, **opts: Any) -> AcousticFrontEnd:
-    """A front end by name; `opts`: device (cpu|cuda|auto), threads, batch_size, layer (hf:)."""
+    """A front end by name; `opts`: device (cpu|cuda|auto), threads, batch_size, layer."""
     check_frontend_name(name)
     device = opts.get("device", "cpu")
     if name == "compare_lld":
         return CompareLLD(opts.get("feature_set", "ComParE_2016"))
     if name.startswith("whisper_"):
-        return WhisperEncoder(name, device, int(opts.get("threads", 1)), opts.get("batch_size"))
+        return WhisperEncoder(
+            name,
+            device,
+            int(opts.get("threads", 1)),
+            opts.get("batch_size"),
+            opts.get("layer", "last"),
+        )
     return HFSpeechEncoder(name[3:], opts.get("layer", "last"), device)
 
 

@@ -57,7 +57,12 @@ from datamodules.features.config import (
     lexical_part_hash,
     shard_hashes,
 )
-from datamodules.features.frontends import AcousticFrontEnd, build_frontend, frontend_frame_step
+from datamodules.features.frontends import (
+    AcousticFrontEnd,
+    WhisperEncoder,
+    build_frontend,
+    frontend_frame_step,
+)
 from datamodules.features.lexical import LexicalEncoder
 from datamodules.locks import PidLock
 from datamodules.paths import atomic_write_bytes, atomic_write_text, corpus_dir
@@ -590,9 +595,11 @@ def build_acoustic(
 
 
 def _hidden_size(config: FeatureConfig, dim: int) -> int:
-    """Width of one hidden state (dim unless hf:<path> with layer "all")."""
+    """Width of one hidden state (dim unless layer "all")."""
     if config.acoustic_layer != "all":
         return dim
+    if config.acoustic_features in WhisperEncoder.MODELS:
+        return WhisperEncoder.MODELS[config.acoustic_features]
     path = Path(config.acoustic_features[3:]) / "config.json"
     return int(json.loads(path.read_text(encoding="utf-8"))["hidden_size"])
 
