@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from experiments.benchmark_table import Row, build_table, write_outputs
+from experiments.run_record import acoustic_label
 from experiments.runs import (
     ENCODER_SETTING_KEYS,
     SETTING_KEYS,
@@ -294,9 +295,9 @@ def run_benchmark(
         entry = splits.setdefault(key, {"feature_keys": {}})
         features = info["features"]
         if features.get("key") and "acoustic" in str(run.config.get("modality", "")):
-            label = str((features.get("config") or {}).get("acoustic_features") or "compare_lld")
-            label = "ComParE_2016" if label == "compare_lld" else label  # as the runs name it
-            entry["feature_keys"][features["key"]] = label
+            config = features.get("config") or {}
+            label = acoustic_label(config.get("acoustic_features"), config.get("acoustic_layer"))
+            entry["feature_keys"][features["key"]] = label  # as the runs name it
     corpora = {k[0] for k in splits}
     if len(corpora) != 1:
         raise BenchmarkError(f"runs of several corpora under {runs_dir}: {sorted(corpora)}")

@@ -43,6 +43,7 @@ RECORD_DATA_KEYS = (
     "layers",
     "word_pooling",
     "acoustic_features",
+    "acoustic_layer",
     "transcripts",
     "test_transcripts",
     "normalization",
@@ -144,15 +145,25 @@ def wandb_tags(record: dict[str, Any]) -> list[str]:
     return [f"{k}:{record[k]}" for k in WANDB_TAG_KEYS]
 
 
+def acoustic_label(front_end: str | None, layer: Any = None) -> str:
+    """`ComParE_2016`, `whisper_base`, `whisper_base-l4` (a hidden state other than the last)."""
+    front_end = str(front_end or "compare_lld")
+    if front_end == "compare_lld":  # the openSMILE set's own name, as before front ends
+        return "ComParE_2016"
+    return front_end if str(layer or "last") == "last" else f"{front_end}-l{layer}"
+
+
 def feature_set_label(record: dict[str, Any], feature_config: Any = None) -> str:
     """The features a run read: `ComParE_2016`, `minilm`, `ComParE_2016+minilm` (+ options)."""
     parts = []
     modality = str(record.get("modality") or "")
     if "acoustic" in modality:
-        front_end = str(getattr(feature_config, "acoustic_features", None) or "compare_lld")
-        if front_end == "compare_lld":  # the openSMILE set's own name, as before front ends
-            front_end = str(getattr(feature_config, "feature_set", None) or "ComParE_2016")
-        parts.append(front_end)
+        parts.append(
+            acoustic_label(
+                getattr(feature_config, "acoustic_features", None),
+                getattr(feature_config, "acoustic_layer", None),
+            )
+        )
     if "lexical" in modality:
         text = Path(str(record.get("encoder") or "minilm")).name
         if record.get("layers") not in (None, "last"):

@@ -116,8 +116,8 @@ def test_keys_differ_per_feature_set_and_shard(ravdess_root: Path, cache_dir: Pa
             parse_shard(bad)
     with pytest.raises(FeatureError, match="acoustic_features must be one of"):
         FeatureConfig(acoustic_features="mfcc")
-    with pytest.raises(FeatureError, match="hf:<path> front ends only"):
-        FeatureConfig(acoustic_features="whisper_tiny", acoustic_layer="all")
+    with pytest.raises(FeatureError, match="applies to neural front ends"):
+        FeatureConfig(acoustic_features="compare_lld", acoustic_layer="all")
 
 
 def test_three_shard_processes_equal_one_process(ravdess_root: Path, tmp_path: Path) -> None:
