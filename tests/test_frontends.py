@@ -158,8 +158,9 @@ def test_three_shard_processes_equal_one_process(ravdess_root: Path, tmp_path: P
     assert "nothing to do" in again.stdout, again.stdout + again.stderr[-2000:]
 
 
+@pytest.mark.parametrize("layer", ["last", "2"])  # CTranslate2's output; the PyTorch port's
 def test_whisper_checkpoint_predicts_with_training_features(
-    ravdess_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ravdess_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], layer: str
 ) -> None:
     cache = tmp_path / "cache"
     prepare(mini_ravdess(ravdess_root, tmp_path / "ravdess", actors=(1, 2, 3)), "mini", cache)
@@ -169,6 +170,7 @@ def test_whisper_checkpoint_predicts_with_training_features(
         "--config", str(REPO / "configs" / "acoustic_mean.yaml"),
         "--config", str(REPO / "configs" / "features" / "whisper_tiny.yaml"),
         "--data.corpus", "mini",
+        "--data.acoustic_layer", layer,
         "--data.protocol", "speakers",
         "--data.test_speakers", "[Actor_03]",
         "--data.val_speakers", "[Actor_02]",
@@ -185,6 +187,7 @@ def test_whisper_checkpoint_predicts_with_training_features(
 
     record = read_record(ckpt)
     assert record["features"]["config"]["acoustic_features"] == "whisper_tiny"
+    assert record["features"]["config"]["acoustic_layer"] == layer
     assert record["features"]["frame_step_s"] == 0.02
     assert record["features"]["acoustic_dim"] == 384
 
