@@ -47,18 +47,25 @@ BENCH_FEATURES ?= whisper_base compare_lld
 BENCH_SEEDS ?= 0 1 2
 # The training recipe measured on RAVDESS (README "Results on real speech"): acoustic attention
 # with per-speaker normalisation, 2 time masks and an EMA of the weights; its own sweep folder.
-BENCH_RECIPE_FEATURES ?= whisper_base
+# A feature set NAME@N reads hidden state N of a neural front end (folder NAME_lN).
+BENCH_RECIPE_FEATURES ?= whisper_base whisper_base@3
 BENCH_RECIPE ?= --set config=configs/acoustic_attention.yaml --set data.normalization=speaker \
   --set model.time_masks=2 --set model.ema_decay=0.99
+# NAME@N -> "NAME N NAME_lN"; NAME -> "NAME last NAME"
+FS_SPLIT = case $$fs in *@*) name=$${fs%@*}; layer=$${fs\#*@}; dir=$${name}_l$$layer;; \
+  *) name=$$fs; layer=last; dir=$$fs;; esac
 benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4
-	@for fs in $(BENCH_FEATURES); do $(PY) -m experiments.features $(CORPUS) --acoustic $$fs --modalities acoustic || exit 1; done
-	@for seed in $(BENCH_SEEDS); do for fs in $(BENCH_FEATURES); do \
+	@for fs in $(BENCH_FEATURES) $(BENCH_RECIPE_FEATURES); do $(FS_SPLIT); \
+	  $(PY) -m experiments.features $(CORPUS) --acoustic $$name --acoustic-layer $$layer --modalities acoustic || exit 1; done
+	@for seed in $(BENCH_SEEDS); do for fs in $(BENCH_FEATURES); do $(FS_SPLIT); \
 	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $$seed \
-	    --set data.acoustic_features=$$fs --out runs/benchmark/$(CORPUS)/$$fs/seed$$seed --parallel 2 || exit 1; \
+	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer \
+	    --out runs/benchmark/$(CORPUS)/$$dir/seed$$seed --parallel 2 || exit 1; \
 	done; done
-	@for fs in $(BENCH_RECIPE_FEATURES); do \
+	@for fs in $(BENCH_RECIPE_FEATURES); do $(FS_SPLIT); \
 	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $(subst $(space),$(comma),$(strip $(BENCH_SEEDS))) \
-	    --set data.acoustic_features=$$fs $(BENCH_RECIPE) --out runs/benchmark/$(CORPUS)/$${fs}_recipe --parallel 2 || exit 1; \
+	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer $(BENCH_RECIPE) \
+	    --out runs/benchmark/$(CORPUS)/$${dir}_recipe --parallel 2 || exit 1; \
 	done
 	$(PY) -m experiments.benchmark runs/benchmark/$(CORPUS)
 
