@@ -1,8 +1,9 @@
 """Throughput of the acoustic front ends: seconds of audio encoded per second of wall time.
 
-`python -m experiments.bench_frontends [--names compare_lld,whisper_tiny,whisper_base]
-[--seconds 30] [--device cpu]` prints one JSON line per front end. The audio is a fixed
-synthetic signal (speech-like harmonics, clips of 2-6 s), so runs compare across machines.
+`python -m experiments.bench_frontends [--names compare_lld,whisper_tiny,whisper_base,whisper_base@3]
+[--seconds 30] [--device cpu]` prints one JSON line per front end (`NAME@N`: hidden state N, the
+PyTorch port for Whisper). The audio is a fixed synthetic signal (speech-like harmonics,
+clips of 2-6 s), so runs compare across machines.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ def synthetic_clips(seconds: float, seed: int = 0) -> list[np.ndarray]:
     return clips
 
 
+DEFAULT_NAMES = (*ACOUSTIC_FRONTENDS, "whisper_base@3")
+
+
 def frontend_throughput(
-    names: list[str] | tuple[str, ...] = ACOUSTIC_FRONTENDS,
+    names: list[str] | tuple[str, ...] = DEFAULT_NAMES,
     seconds: float = 30.0,
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
@@ -46,8 +50,9 @@ def frontend_throughput(
     audio_s = sum(len(x) for x in clips) / SAMPLE_RATE
     rows = []
     for name in names:
+        front_end, _, layer = name.partition("@")
         t0 = time.perf_counter()
-        frontend = build_frontend(name, device=device)
+        frontend = build_frontend(front_end, device=device, layer=layer or "last")
         load_s = time.perf_counter() - t0
         frontend.encode(clips[0])  # warm-up
         t0 = time.perf_counter()
@@ -71,7 +76,7 @@ def frontend_throughput(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.bench_frontends", description=__doc__)
-    p.add_argument("--names", default=",".join(ACOUSTIC_FRONTENDS), help="comma-separated")
+    p.add_argument("--names", default=",".join(DEFAULT_NAMES), help="comma-separated, NAME@N")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds of audio to encode")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     args = p.parse_args(argv)

@@ -140,3 +140,12 @@ def test_front_end_configs_name_real_options() -> None:
             acoustic_features=data.get("acoustic_features", "compare_lld"),
             acoustic_layer=str(data.get("acoustic_layer", "last")),
         )
+
+
+def test_throughput_bench_takes_a_layer() -> None:
+    from experiments.bench_frontends import DEFAULT_NAMES, frontend_throughput
+
+    assert "whisper_base@3" in DEFAULT_NAMES
+    (row,) = frontend_throughput(["whisper_tiny@all"], seconds=3.0)
+    assert row["frontend"] == "whisper_tiny@all" and row["dim"] == 5 * 384
+    assert abs(row["frames"] - row["audio_s"] / 0.02) < 10 and row["audio_s_per_s"] > 0
