@@ -562,14 +562,15 @@ def build_acoustic(
             frontend = build_frontend(name, device=device, layer=config.acoustic_layer)
         # every shard linked from a sibling key: no front end, no frames (a generator all
         # the same, since `closing` below closes it)
-        results = _frontend_map(frontend, tasks) if frontend is not None else (x for x in ())
+        results = _frontend_map(frontend, tasks) if frontend is not None else iter(())
         dim = frontend.dim if frontend is not None else int(part.info().get("dim") or 0)
     with (
         closing(results),  # type: ignore[type-var]
         tqdm(total=len(tasks), desc=desc, unit="utt", disable=not progress or not tasks) as bar,
     ):
         for i in todo:
-            frames, skipped = [], {}
+            frames: list[np.ndarray] = []
+            skipped: dict[str, str] = {}
             for uid in part.shards[i]:
                 out = next(results)
                 if isinstance(out, str):  # kept as 0 frames, listed, and left out by load()
@@ -832,9 +833,9 @@ def write_features(
                 dim = frames[0].shape[1] if frames else dim
                 _write_acoustic_shard(part, i, frames, dim)
             else:
-                out = [fn(u) for u in ids]
-                dim = out[0][1].shape[-1] if out else dim
-                _write_lexical_shard(part, i, out, dim)
+                words = [fn(u) for u in ids]
+                dim = words[0][1].shape[-1] if words else dim
+                _write_lexical_shard(part, i, words, dim)  # type: ignore[arg-type]
             report.counts[f"{name}_computed"] += 1
         extra = {"encoder": config.encoder} if name == "lexical" else {}
         part.write_info(complete=True, dim=dim, **extra)
