@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-mpnet system-deps run prepare features train sweep report sync benchmark demo bench test test-all lint clean
+.PHONY: help install install-mpnet system-deps run prepare features layers train sweep report sync benchmark demo bench test test-all lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ benchmark: install  ## real-speech table on speaker folds + baselines: make benc
 	    --out runs/benchmark/$(CORPUS)/$${dir}_recipe --parallel 2 || exit 1; \
 	done
 	$(PY) -m experiments.benchmark runs/benchmark/$(CORPUS)
+
+layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
+	$(PY) -m experiments.layer_scan $(CORPUS) --acoustic $(or $(ACOUSTIC),whisper_base)
 
 train: install  ## train one variant: make train CONFIG=configs/mmmla.yaml CORPUS=builtin
 	$(PY) -m experiments.train fit --config $(or $(CONFIG),configs/mmmla.yaml) --data.corpus $(CORPUS)
