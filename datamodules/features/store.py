@@ -562,7 +562,8 @@ def build_acoustic(
             frontend = build_frontend(name, device=device, layer=config.acoustic_layer)
         # every shard linked from a sibling key: no front end, no frames (a generator all
         # the same, since `closing` below closes it)
-        results = _frontend_map(frontend, tasks) if frontend is not None else iter(())
+        nothing: tuple[np.ndarray, ...] = ()
+        results = _frontend_map(frontend, tasks) if frontend is not None else (x for x in nothing)
         dim = frontend.dim if frontend is not None else int(part.info().get("dim") or 0)
     with (
         closing(results),  # type: ignore[type-var]
