@@ -44,10 +44,10 @@ def scan(
     config = FeatureConfig(acoustic_features=acoustic, acoustic_layer="all")
     prepared = as_corpus(corpus)
     key = extract(prepared, config, ("acoustic",), progress=False, device=device).key
-    meta = json.loads((prepared.dir / key / "meta.json").read_text(encoding="utf-8"))
-    n_states = int(meta.get("acoustic_layers") or 1)
-    width = int(meta["acoustic_dim"]) // n_states
-    frames = load(prepared, key, ("acoustic",)).acoustic
+    cached = load(prepared, key, ("acoustic",))
+    n_states = int(cached.meta.get("acoustic_layers") or 1)
+    width = int(cached.meta["acoustic_dim"]) // n_states
+    frames = cached.acoustic
     ids = [u for u in prepared.table["utterance_id"] if u in frames]
     table = prepared.table
     speaker_of = dict(zip(table["utterance_id"], table["speaker"].astype(str), strict=True))
@@ -57,7 +57,7 @@ def scan(
         load_or_create_split(prepared, protocol, f, 0, folds=folds)
         for f in range(n_folds(prepared.table, protocol, folds))
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for state in range(n_states):
         raw = {u: np.asarray(frames[u][:, state * width : (state + 1) * width]) for u in ids}
         for norm in norms:

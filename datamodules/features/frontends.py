@@ -131,25 +131,28 @@ class WhisperEncoder(AcousticFrontEnd):
         # grouped (shards, inference); CUDA: batches of equal-length clips (float16 anyway)
         self.batch_size = max(1, int(batch_size or (8 if self.device == "cuda" else 1)))
         path = whisper_model_dir(name)
-        compute = "float16" if self.device == "cuda" else "float32"
-        try:
-            self.model = ctranslate2.models.Whisper(
-                str(path),
-                device=self.device,
-                compute_type=compute,
-                intra_threads=int(threads or 0),
-            )
-        except (RuntimeError, ValueError) as exc:
-            raise FeatureError(f"cannot load Whisper model {name} from {path}: {exc}") from exc
-        self.mel = FeatureExtractor(feature_size=int(self.model.n_mels))
         self._ct2 = ctranslate2
         self.threads = max(1, int(threads or 1))
         self.states: Any = None  # the PyTorch port (`WhisperLayers`), for layers but the last
         self.layer_index: int | None = None  # into its hidden states; None: all of them
-        if str(layer) != "last":
-            self._use_layers(path, layer)
+        if str(layer) != "last":  # the port alone: CTranslate2's model would sit unused
+            n_mels = self._use_layers(path, layer)
+        else:
+            compute = "float16" if self.device == "cuda" else "float32"
+            try:
+                self.model = ctranslate2.models.Whisper(
+                    str(path),
+                    device=self.device,
+                    compute_type=compute,
+                    intra_threads=int(threads or 0),
+                )
+            except (RuntimeError, ValueError) as exc:
+                raise FeatureError(f"cannot load Whisper model {name} from {path}: {exc}") from exc
+            n_mels = int(self.model.n_mels)
+        self.mel = FeatureExtractor(feature_size=n_mels)
 
-    def _use_layers(self, path: Path, layer: int | str) -> None:
+    def _use_layers(self, path: Path, layer: int | str) -> int:
+        """Load the PyTorch port and pick `layer`; the port's number of mel bins."""
         import torch
 
         from datamodules.features.whisper_layers import WhisperLayers
@@ -167,6 +170,7 @@ class WhisperEncoder(AcousticFrontEnd):
             self.layer_index = index % n_states
         self.dim *= self.layers
         self._torch = torch
+        return int(self.states.n_mels)
 
     def log_mel(self, x: np.ndarray) -> np.ndarray:
         """(n_mels, M) float32 log-mel of at most 30 s of audio, M <= 3000.
