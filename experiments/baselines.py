@@ -22,7 +22,7 @@ import io
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +202,21 @@ def logistic_probe(
     test = (pool_states(test_states), np.asarray(test_y))
     out = _fit_scored(make, grid, train, test, pooled_val, refit)
     return {**out, "feature_dim": int(train[0].shape[1])}
+
+
+def probe_on_split(
+    frames: Mapping[str, np.ndarray],
+    split: Mapping[str, Sequence[str]],
+    label_of: Mapping[str, int],
+    refit: bool = True,
+) -> dict[str, Any]:
+    """`logistic_probe` on one split {train, val, test: [utterance ids]} of the utterances that
+    have frames, C chosen on val (when it has any); `label_of` maps an utterance id to its class index."""
+    part = {p: [u for u in split.get(p) or () if u in frames] for p in ("train", "val", "test")}
+    x = {p: [frames[u] for u in ids] for p, ids in part.items()}
+    y = {p: np.array([label_of[u] for u in ids], dtype=np.int64) for p, ids in part.items()}
+    val = (x["val"], y["val"]) if part["val"] else None
+    return logistic_probe(x["train"], y["train"], x["test"], y["test"], val=val, refit=refit)
 
 
 def baseline_scores(corpus: str, split: dict[str, list[str]], workers: int = 1) -> dict[str, Any]:

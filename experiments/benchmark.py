@@ -208,7 +208,7 @@ def baseline_rows(
     from datamodules.features import load
     from experiments.baselines import (
         functionals,
-        logistic_probe,
+        probe_on_split,
         standardise_by_speaker,
         svm_on_functionals,
     )
@@ -224,8 +224,10 @@ def baseline_rows(
         ids = corpus.table["utterance_id"].tolist()
         speakers = corpus.table["speaker"].astype(str).tolist()
 
-        def labels(ids: list[str], corpus: Any = corpus, index: dict = index) -> np.ndarray:
-            return np.array([index[corpus.label_of[u]] for u in ids])
+        label_of = {u: index[corpus.label_of[u]] for u in ids}
+
+        def labels(ids: list[str], label_of: dict = label_of) -> np.ndarray:
+            return np.array([label_of[u] for u in ids])
 
         for norm in norms if with_svm else ():
             x = functionals(
@@ -262,12 +264,8 @@ def baseline_rows(
                     )
                 feature_cache[fkey, norm] = frames
             frames = feature_cache[fkey, norm]
-            states = {p: [frames[u] for u in split[p]] for p in ("train", "val", "test")}
             for fit in fits:
-                out = logistic_probe(
-                    states["train"], labels(split["train"]), states["test"], labels(split["test"]),
-                    val=(states["val"], labels(split["val"])), refit=fit == "train+val",
-                )  # fmt: skip
+                out = probe_on_split(frames, split, label_of, refit=fit == "train+val")
                 name = f"{PROBE_ROW} {label}{norm}{FIT_SUFFIX[fit]}"
                 rows.setdefault(name, Row(name, label, "baseline"))
                 rows[name].add(fold, out)

@@ -26,7 +26,7 @@ from datamodules.corpus import as_corpus
 from datamodules.features import FeatureConfig, FeatureError, extract, load
 from datamodules.paths import CorpusError, atomic_write_text
 from datamodules.splits import SplitError, load_or_create_split, n_folds
-from experiments.baselines import BaselineError, logistic_probe, standardise_by_speaker
+from experiments.baselines import BaselineError, probe_on_split, standardise_by_speaker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NORMS = {"global": ("global",), "speaker": ("speaker",), "both": ("global", "speaker")}
@@ -53,6 +53,7 @@ def scan(
     speaker_of = dict(zip(table["utterance_id"], table["speaker"].astype(str), strict=True))
     speakers = [speaker_of[u] for u in ids]
     index = {c: i for i, c in enumerate(prepared.classes)}
+    label_of = {u: index[prepared.label_of[u]] for u in ids}
     splits = [
         load_or_create_split(prepared, protocol, f, 0, folds=folds)
         for f in range(n_folds(prepared.table, protocol, folds))
@@ -68,13 +69,7 @@ def scan(
                 )
             val, test = [], []
             for split in splits:
-                part = {p: [u for u in split[p] if u in one] for p in ("train", "val", "test")}
-                y = {p: np.array([index[prepared.label_of[u]] for u in part[p]]) for p in part}
-                out = logistic_probe(
-                    [one[u] for u in part["train"]], y["train"],
-                    [one[u] for u in part["test"]], y["test"],
-                    val=([one[u] for u in part["val"]], y["val"]),
-                )  # fmt: skip
+                out = probe_on_split(one, split, label_of)
                 val.append(max(out["val_ua_by_C"].values(), default=float("nan")))
                 test.append(out["ua"])
             rows.append(

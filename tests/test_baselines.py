@@ -71,6 +71,26 @@ def test_logistic_probe_on_pooled_states() -> None:
     assert out["ua"] > 0.8 and out["feature_dim"] == 16  # chance: 1/3
 
 
+def test_probe_on_split_uses_the_split_parts_that_have_frames() -> None:
+    rng = np.random.default_rng(1)
+    ids = [f"u{i}" for i in range(90)]
+    label_of = {u: i % 3 for i, u in enumerate(ids)}
+    frames = {u: rng.normal(scale=1 + 2 * label_of[u], size=(12, 4)) for u in ids}
+    split = {"train": ids[:60], "val": ids[60:75], "test": ids[75:] + ["no_frames"]}
+    out = baselines.probe_on_split(frames, split, label_of, refit=False)
+    part = {p: [u for u in split[p] if u in frames] for p in split}
+    x = {p: [frames[u] for u in part[p]] for p in part}
+    y = {p: np.array([label_of[u] for u in part[p]]) for p in part}
+    by_hand = baselines.logistic_probe(
+        x["train"], y["train"], x["test"], y["test"], val=(x["val"], y["val"]), refit=False
+    )
+    assert out["ua"] == by_hand["ua"] and out["C"] == by_hand["C"]
+    assert out["val_ua_by_C"] and out["val_ua_by_C"] == by_hand["val_ua_by_C"]
+    # without val utterances the probe keeps the middle of the grid and reports no val scores
+    alone = baselines.probe_on_split(frames, {**split, "val": []}, label_of)
+    assert alone["val_ua_by_C"] == {} and alone["C"] == 1.0
+
+
 def test_refit_adds_val_rows_and_train_only_keeps_the_train_fit() -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
