@@ -214,7 +214,7 @@ def baseline_rows(
     )
 
     rows: dict[str, Row] = {}
-    feature_cache: dict[str, Any] = {}
+    feature_cache: dict[tuple[str, str], Any] = {}
     norms = ("", " · speaker norm") if speaker_norm else ("",)
     for key, info in sorted(splits.items(), key=lambda kv: str(kv[0])):
         corpus = as_corpus(str(key[0]))

@@ -107,7 +107,7 @@ def attention_figure(pred: Prediction, audio: np.ndarray | None = None):
         audio,
         title,
     )
-    if with_words:
+    if with_words and lexical is not None:  # (with_words implies it; says so to mypy)
         ax = axes[2, 0]
         ax.bar(range(len(lexical)), lexical, color="tab:purple")
         ax.set_xticks(range(len(lexical)))

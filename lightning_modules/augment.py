@@ -9,6 +9,7 @@ masked out downstream anyway) and nothing happens outside training.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -87,7 +88,7 @@ def drop_modality(batch: Batch, p: float, generator: torch.Generator | None = No
     which = torch.rand(n, device=device) < 0.5  # True: drop acoustic, False: drop words
     acoustic_off = (drop & which)[:, None, None].to(batch.acoustic.dtype)
     words_off = (drop & ~which)[:, None, None].to(batch.words.dtype)
-    changes = {
+    changes: dict[str, Any] = {
         "acoustic": batch.acoustic * (1 - acoustic_off),
         "words": batch.words * (1 - words_off),
     }

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from datamodules.batch import Batch
-from lightning_modules.encoders import BLSTMEncoder
+from lightning_modules.encoders import BLSTMEncoder, out_dim
 from lightning_modules.fusion import FUSIONS
 from lightning_modules.hierarchical import HierarchicalEncoder
 from lightning_modules.pooling import SEQUENCE_POOLINGS, ClsPool
@@ -66,7 +66,7 @@ class SequenceBranch(nn.Module):
             self.encoder = BLSTMEncoder(input_dim, o.hidden_size, o.num_layers, o.dropout)
             dim = self.encoder.out_dim
         self.pooling = SEQUENCE_POOLINGS[o.pooling](dim)
-        self.out_dim = int(self.pooling.out_dim)
+        self.out_dim = out_dim(self.pooling)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.encoder is not None:
@@ -124,7 +124,7 @@ class FusedEncoder(nn.Module):
         self.fusion = FUSIONS[fusion](
             self.acoustic.out_dim, self.lexical.out_dim, options.hidden_size
         )
-        self.out_dim = int(self.fusion.out_dim)
+        self.out_dim = out_dim(self.fusion)
 
     def pooled(self, batch: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Each branch's pooled vector (acoustic, lexical) and the attention of both."""

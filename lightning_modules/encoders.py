@@ -8,6 +8,14 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
+def out_dim(part: nn.Module) -> int:
+    """The output size a model part (encoder, pooling, fusion) declares in `out_dim`."""
+    size = getattr(part, "out_dim", None)
+    if not isinstance(size, int):
+        raise TypeError(f"{type(part).__name__} declares no integer out_dim")
+    return size
+
+
 class BLSTMEncoder(nn.Module):
     """(B, T, F) sequence, (B, T) bool mask (real steps first) -> (B, T, 2H), zeros on padding.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.encoders import BLSTMEncoder
+from lightning_modules.encoders import BLSTMEncoder, out_dim
 from lightning_modules.fusion import FUSIONS
 from lightning_modules.pooling import (
     ATTENTION_POOLINGS,
@@ -87,7 +87,7 @@ class HierarchicalEncoder(nn.Module):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
         self.fusion = FUSIONS[fusion](self.word_pool.out_dim, lexical_dim, hidden_size)
-        self.words = BLSTMEncoder(self.fusion.out_dim, hidden_size, num_layers, dropout)
+        self.words = BLSTMEncoder(out_dim(self.fusion), hidden_size, num_layers, dropout)
         self.word_attention = AttentionPool(self.words.out_dim)
         self.frame_attention = AttentionPool(self.frames.out_dim)  # the no-words fallback
         self.out_dim = self.words.out_dim

@@ -11,7 +11,7 @@ from datamodules.batch import Batch
 from lightning_modules.architectures import ARCHITECTURES, modalities_for
 from lightning_modules.architectures import architecture as get_architecture
 from lightning_modules.branches import ENCODERS, BranchOptions, FusedEncoder, ModelConfigError
-from lightning_modules.encoders import LayerWeightedSum
+from lightning_modules.encoders import LayerWeightedSum, out_dim
 from lightning_modules.fusion import FUSIONS
 from lightning_modules.heads import ClassifierHead
 from lightning_modules.pooling import POOLINGS
@@ -78,7 +78,7 @@ class EmotionNet(nn.Module):
             acoustic_dim //= acoustic_layers
         options = BranchOptions(pooling, fusion, hidden_size, num_layers, dropout, sequence_encoder)
         self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
-        self.head = ClassifierHead(int(self.encoder.out_dim), num_classes, dropout, head_hidden)
+        self.head = ClassifierHead(out_dim(self.encoder), num_classes, dropout, head_hidden)
         # built after the head, so that a model without them starts from the same weights
         self.branch_heads: nn.ModuleDict | None = None
         if branch_heads:
@@ -89,8 +89,8 @@ class EmotionNet(nn.Module):
                 )
             self.branch_heads = nn.ModuleDict(
                 {
-                    "acoustic": nn.Linear(int(self.encoder.acoustic.out_dim), num_classes),
-                    "lexical": nn.Linear(int(self.encoder.lexical.out_dim), num_classes),
+                    "acoustic": nn.Linear(out_dim(self.encoder.acoustic), num_classes),
+                    "lexical": nn.Linear(out_dim(self.encoder.lexical), num_classes),
                 }
             )
 

@@ -56,5 +56,5 @@ def build_record(
 
 def model_init_args(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """The entries of `values` that `cls.__init__` accepts (drops LightningCLI's private keys)."""
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls).parameters
     return {k: v for k, v in values.items() if k in accepted and k != "self"}

@@ -243,9 +243,9 @@ class EmotionClassifier(pl.LightningModule):
             return
         lengths = {"acoustic": batch.acoustic_lengths, "lexical": batch.word_lengths}
         attention = {
-            name: (w.detach().float().cpu().numpy(), lengths[name].cpu().numpy())
+            name: (w.detach().float().cpu().numpy(), n.cpu().numpy())
             for name, w in output.attention.items()
-            if lengths.get(name) is not None and w.dim() == 2
+            if (n := lengths.get(name)) is not None and w.dim() == 2
         }
         gate = None if output.gate is None else output.gate.detach().float().cpu().numpy()
         spans = None

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from datamodules.batch import Batch
-from lightning_modules.encoders import BLSTMEncoder
+from lightning_modules.encoders import BLSTMEncoder, out_dim
 from lightning_modules.fusion import GMU, ConcatFusion
 from lightning_modules.heads import ClassifierHead
 from lightning_modules.hierarchical import HierarchicalEncoder, WordSpanPool, span_mask
@@ -134,6 +134,12 @@ def test_concat_fusion() -> None:
     fusion = ConcatFusion(4, 6)
     h, gate = fusion(torch.randn(B, 4), torch.randn(B, 6))
     assert h.shape == (B, 10) and fusion.out_dim == 10 and gate is None
+
+
+def test_out_dim_reads_the_size_a_part_declares() -> None:
+    assert out_dim(ConcatFusion(4, 6)) == 10 and out_dim(BLSTMEncoder(5, 3)) == 6
+    with pytest.raises(TypeError, match="Linear declares no integer out_dim"):
+        out_dim(torch.nn.Linear(2, 2))  # a part without the attribute is named, not guessed
 
 
 def test_head_shapes() -> None:
