@@ -211,7 +211,7 @@ def probe_on_split(
     refit: bool = True,
 ) -> dict[str, Any]:
     """`logistic_probe` on one split {train, val, test: [utterance ids]} of the utterances that
-    have frames, C chosen on val (when it has any); `label_of` maps an utterance id to its class index."""
+    have frames, C chosen on val (when it has any); `label_of`: utterance id -> class index."""
     part = {p: [u for u in split.get(p) or () if u in frames] for p in ("train", "val", "test")}
     x = {p: [frames[u] for u in ids] for p, ids in part.items()}
     y = {p: np.array([label_of[u] for u in ids], dtype=np.int64) for p, ids in part.items()}
