@@ -57,4 +57,4 @@ def build_record(
 def model_init_args(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """The entries of `values` that `cls.__init__` accepts (drops LightningCLI's private keys)."""
     accepted = inspect.signature(cls).parameters
-    return {k: v for k, v in values.items() if k in accepted and k != "self"}
+    return {k: v for k, v in values.items() if k in accepted}
