@@ -104,6 +104,8 @@ RECIPE_LABELS = {
     "modality_dropout": "modality dropout {}",
     "ema_decay": "EMA {}",
     "branch_loss": "branch loss {}",
+    "label_smoothing": "label smoothing {}",
+    "input_stats": "input stats",
 }
 
 

@@ -15,7 +15,7 @@ from datamodules.batch import Batch
 from lightning_modules.encoders import BLSTMEncoder, out_dim
 from lightning_modules.fusion import FUSIONS
 from lightning_modules.hierarchical import HierarchicalEncoder
-from lightning_modules.pooling import SEQUENCE_POOLINGS, ClsPool
+from lightning_modules.pooling import SEQUENCE_POOLINGS, ClsPool, StatsPool
 
 ENCODERS = ("blstm", "none")
 EncoderOutput = tuple[Tensor, dict[str, Tensor], Tensor | None]
@@ -35,6 +35,7 @@ class BranchOptions:
     num_layers: int = 1
     dropout: float = 0.2
     sequence_encoder: str = "blstm"  # "none": pool the (normalised) inputs directly (a probe)
+    input_stats: bool = False  # the pooled vector followed by the mean ⊕ std of the inputs
 
 
 def require(batch: Batch, name: str) -> Tensor:
@@ -48,7 +49,9 @@ def require(batch: Batch, name: str) -> Tensor:
 class SequenceBranch(nn.Module):
     """(B, T, F) sequence, (B, T) mask -> (B, out_dim) vector and (B, T) weights or None.
 
-    A BLSTM (or, with encoder "none", nothing) followed by a sequence pooling.
+    A BLSTM (or, with encoder "none", nothing) followed by a sequence pooling. With
+    `input_stats` the pooled vector is followed by the mean ⊕ std of the branch's own inputs
+    (a statistics shortcut past the BLSTM: the linear probe's view of the frames).
     """
 
     def __init__(self, input_dim: int, options: BranchOptions) -> None:
@@ -66,12 +69,15 @@ class SequenceBranch(nn.Module):
             self.encoder = BLSTMEncoder(input_dim, o.hidden_size, o.num_layers, o.dropout)
             dim = self.encoder.out_dim
         self.pooling = SEQUENCE_POOLINGS[o.pooling](dim)
-        self.out_dim = out_dim(self.pooling)
+        self.input_stats = StatsPool(input_dim) if o.input_stats else None
+        self.out_dim = out_dim(self.pooling) + (2 * input_dim if o.input_stats else 0)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
-        if self.encoder is not None:
-            x = self.encoder(x, mask)
-        return self.pooling(x, mask)
+        encoded = x if self.encoder is None else self.encoder(x, mask)
+        vector, weights = self.pooling(encoded, mask)
+        if self.input_stats is not None:
+            vector = torch.cat([vector, self.input_stats(x, mask)[0]], dim=-1)
+        return vector, weights
 
 
 class AcousticEncoder(nn.Module):
@@ -95,6 +101,8 @@ class LexicalEncoder(nn.Module):
     def __init__(self, lexical_dim: int, options: BranchOptions) -> None:
         super().__init__()
         self.use_cls = options.pooling == "cls"
+        if self.use_cls and options.input_stats:
+            raise ModelConfigError("model.input_stats needs a sequence pooling, not 'cls'")
         if self.use_cls:
             self.out_dim = 2 * options.hidden_size
             self.cls = ClsPool(lexical_dim, self.out_dim)
@@ -149,6 +157,10 @@ class WordLevelEncoder(nn.Module):
         if o.sequence_encoder != "blstm":
             raise ModelConfigError(
                 "model.sequence_encoder 'none' does not apply to the hierarchical model"
+            )
+        if o.input_stats:
+            raise ModelConfigError(
+                "model.input_stats does not apply to the hierarchical model (no branch pooling)"
             )
         if o.pooling not in HierarchicalEncoder.WORD_POOLINGS:
             raise ModelConfigError(

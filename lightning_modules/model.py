@@ -41,7 +41,8 @@ class EmotionNet(nn.Module):
     `sequence_encoder` "none" pools the input features directly (no BLSTM): with `head_hidden`
     0 that is a linear probe, with `head_hidden` > 0 an MLP probe. `branch_heads` gives each
     branch of a two-branch fusion (mmb, mmmla) its own linear classifier on its pooled vector,
-    for per-branch auxiliary losses (`ModelOutput.branch_logits`).
+    for per-branch auxiliary losses (`ModelOutput.branch_logits`). `input_stats` follows each
+    sequence branch's pooled vector by the mean ⊕ std of that branch's inputs.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class EmotionNet(nn.Module):
         sequence_encoder: str = "blstm",
         acoustic_layers: int = 1,
         branch_heads: bool = False,
+        input_stats: bool = False,
     ) -> None:
         super().__init__()
         spec = get_architecture(architecture)
@@ -76,7 +78,9 @@ class EmotionNet(nn.Module):
                     f"acoustic_dim {acoustic_dim} does not split into {acoustic_layers} layers"
                 )
             acoustic_dim //= acoustic_layers
-        options = BranchOptions(pooling, fusion, hidden_size, num_layers, dropout, sequence_encoder)
+        options = BranchOptions(
+            pooling, fusion, hidden_size, num_layers, dropout, sequence_encoder, input_stats
+        )
         self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
         self.head = ClassifierHead(out_dim(self.encoder), num_classes, dropout, head_hidden)
         # built after the head, so that a model without them starts from the same weights

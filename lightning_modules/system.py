@@ -45,11 +45,13 @@ class EmotionClassifier(pl.LightningModule):
         dropout: float = 0.2,
         head_hidden: int = 0,
         sequence_encoder: str = "blstm",
+        input_stats: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         scheduler: str = "none",
         warmup_epochs: int = 0,
         class_weighting: bool = False,
+        label_smoothing: float = 0.0,
         time_masks: int = 0,
         time_width: float = 0.1,
         feature_masks: int = 0,
@@ -96,6 +98,7 @@ class EmotionClassifier(pl.LightningModule):
             sequence_encoder,
             acoustic_layers,
             branch_heads=branch_loss > 0,
+            input_stats=input_stats,
         )
         try:
             self.frame_masking = FrameMasking(
@@ -108,6 +111,11 @@ class EmotionClassifier(pl.LightningModule):
                 "model.modality_dropout and model.ema_decay must be in [0, 1); got "
                 f"{modality_dropout}, {ema_decay}"
             )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ModelConfigError(
+                f"model.label_smoothing must be in [0, 1); got {label_smoothing}"
+            )
+        self.label_smoothing = label_smoothing
         if branch_loss < 0:
             raise ModelConfigError(f"model.branch_loss must be >= 0; got {branch_loss}")
         self.modality_dropout, self.ema_decay = modality_dropout, ema_decay
@@ -152,7 +160,11 @@ class EmotionClassifier(pl.LightningModule):
         if stage == "test":
             self._collect(batch, output)
         weight = self.class_weight if self.class_weighting else None
-        loss = F.cross_entropy(output.logits, batch.labels, weight=weight)
+        # smoothed targets in training only: val/test losses stay comparable across runs
+        smoothing = self.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(
+            output.logits, batch.labels, weight=weight, label_smoothing=smoothing
+        )
         if stage == "train" and self.branch_loss > 0 and output.branch_logits:
             branch = [
                 F.cross_entropy(logits, batch.labels, weight=weight)

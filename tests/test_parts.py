@@ -11,7 +11,7 @@ from lightning_modules.fusion import GMU, ConcatFusion
 from lightning_modules.heads import ClassifierHead
 from lightning_modules.hierarchical import HierarchicalEncoder, WordSpanPool, span_mask
 from lightning_modules.model import ARCHITECTURES, EmotionNet, ModelConfigError, modalities_for
-from lightning_modules.pooling import AttentionPool, ClsPool, LastPool, MeanPool
+from lightning_modules.pooling import AttentionPool, ClsPool, LastPool, MeanPool, StatsPool
 
 B, T, D = 3, 7, 6
 LENGTHS = torch.tensor([7, 4, 0])  # a full item, a padded one, an empty one
@@ -276,3 +276,30 @@ def test_missing_batch_field_is_a_clear_error() -> None:
     batch.words = None
     with pytest.raises(ModelConfigError, match="batch.words"):
         net(batch)
+
+
+def test_input_stats_appends_the_mean_and_std_of_the_branch_inputs() -> None:
+    torch.manual_seed(0)
+    plain = EmotionNet("acoustic", 3, D, 4, "attention", hidden_size=5)
+    torch.manual_seed(0)
+    net = EmotionNet("acoustic", 3, D, 4, "attention", hidden_size=5, input_stats=True)
+    branch = net.encoder.branch
+    assert branch.out_dim == 2 * 5 + 2 * D  # the BLSTM's attention vector, then mean ⊕ std
+    batch = synthetic_batch()
+    net.eval(), plain.eval()
+    x, mask = batch.acoustic, batch.acoustic_mask
+    vector, weights = branch(x, mask)
+    pooled, _ = plain.encoder.branch(x, mask)  # same seed: same BLSTM and attention weights
+    assert torch.allclose(vector[:, :10], pooled)
+    assert torch.allclose(vector[:, 10:], StatsPool(D)(x, mask)[0])
+    assert weights is not None and weights.shape == (B, T)
+    # the statistics read the inputs, not the BLSTM: padding never enters them
+    scrambled, _ = branch(scramble_padding(x, mask), mask)
+    assert torch.allclose(scrambled, vector, atol=1e-5)
+    assert net(batch).logits.shape == (B, 3)
+
+
+@pytest.mark.parametrize(("arch", "pooling"), [("hierarchical", "attention"), ("lexical", "cls")])
+def test_input_stats_is_refused_without_a_branch_pooling(arch: str, pooling: str) -> None:
+    with pytest.raises(ModelConfigError, match="model.input_stats"):
+        EmotionNet(arch, 3, D, 4, pooling, input_stats=True)

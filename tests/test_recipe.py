@@ -186,3 +186,19 @@ def test_branch_heads_travel_in_the_checkpoint(tmp_path: Path) -> None:
     batch = fused_batch()
     assert served.branch_loss == 0.3
     assert torch.allclose(served(batch).logits, model.eval()(batch).logits)
+
+
+def test_label_smoothing_softens_the_training_loss_only() -> None:
+    torch.manual_seed(0)
+    model = tiny_model(architecture="acoustic", label_smoothing=0.2)
+    model.eval()
+    model.frame_masking.train(False)
+    batch = fused_batch()
+    logits = model(batch).logits
+    plain = torch.nn.functional.cross_entropy(logits, batch.labels)
+    smoothed = torch.nn.functional.cross_entropy(logits, batch.labels, label_smoothing=0.2)
+    assert not torch.allclose(plain, smoothed)
+    assert torch.allclose(model._shared_step(batch, "train"), smoothed, atol=1e-6)
+    assert torch.allclose(model._shared_step(batch, "val"), plain, atol=1e-6)
+    with pytest.raises(ModelConfigError, match="model.label_smoothing"):
+        tiny_model(label_smoothing=1.0)
