@@ -24,6 +24,7 @@ RECORD_MODEL_KEYS = (
     "pooling",
     "fusion",
     "sequence_encoder",
+    "input_stats",
     *MODEL_SETTING_KEYS,
     # recipe switches (lightning_modules.system): a run's row names the ones it turned on
     "time_masks",
@@ -32,6 +33,7 @@ RECORD_MODEL_KEYS = (
     "modality_dropout",
     "ema_decay",
     "branch_loss",
+    "label_smoothing",
 )
 RECORD_DATA_KEYS = (
     "corpus",
