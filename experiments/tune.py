@@ -5,6 +5,10 @@ and seed, averages each group's checkpoint-selection value (`metrics.json` "sele
 the best val/ua, or whatever the checkpoint monitored) over its folds, and prints the
 groups best first with the winner's values as YAML to paste into a variant config. Test
 figures are never read, so the test speakers stay unseen while tuning.
+
+`--metric val/ua_smooth` ranks by the best epoch of another validation metric from each
+run's CSV log instead (the highest value; the lowest for a loss): the best raw val UA of a
+run is the maximum of ~20 noisy figures on a few speakers, the smoothed one less so.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 RUN_KEYS = ("data.fold", "seed_everything", "data.corpus")  # what varies inside a group
@@ -26,8 +31,24 @@ class TuneError(Exception):
     """A sweep folder that cannot be ranked; the message names it."""
 
 
-def rank(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Groups of runs best first: params, mean/sd of the selection value, folds, mode."""
+def logged_best(run_dir: Path, metric: str) -> tuple[float, str]:
+    """The best epoch's value of a validation `metric` in a run's CSV log, and the mode."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        raise TuneError(f"{path} not found: --metric reads each run's CSV log")
+    if not metric.startswith("val/"):
+        raise TuneError(f"--metric {metric!r} is not a validation metric (val/...)")
+    log = pd.read_csv(path)
+    if metric not in log.columns or log[metric].isna().all():
+        raise TuneError(f"{path} logs no {metric!r}")
+    mode = "min" if "loss" in metric else "max"
+    values = log[metric].dropna()
+    return float(values.min() if mode == "min" else values.max()), mode
+
+
+def rank(sweep_dir: Path, metric: str | None = None) -> list[dict[str, Any]]:
+    """Groups of runs best first: params, mean/sd of the selection value (or of the best
+    epoch of the logged validation `metric`), folds, mode."""
     manifest = Path(sweep_dir) / "sweep.json"
     if not manifest.is_file():
         raise TuneError(f"{manifest} not found: rank the folder a sweep wrote")
@@ -38,6 +59,9 @@ def rank(sweep_dir: Path) -> list[dict[str, Any]]:
         if not metrics_path.is_file():
             continue
         selection = json.loads(metrics_path.read_text(encoding="utf-8")).get("selection") or {}
+        if metric is not None:
+            best, mode = logged_best(metrics_path.parent, metric)
+            selection = {"monitor": metric, "mode": mode, "best": best}
         if selection.get("best") is None:
             raise TuneError(f"{metrics_path} records no checkpoint selection value")
         params = {k: v for k, v in run["params"].items() if k not in RUN_KEYS}
@@ -61,9 +85,14 @@ def rank(sweep_dir: Path) -> list[dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__)
     p.add_argument("sweep_dir", type=Path)
+    p.add_argument(
+        "--metric",
+        help="rank by the best epoch of this logged validation metric (e.g. val/ua_smooth) "
+        "instead of the checkpoint's selection value",
+    )
     args = p.parse_args(argv)
     try:
-        ranked = rank(args.sweep_dir)
+        ranked = rank(args.sweep_dir, args.metric)
     except TuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -43,3 +43,25 @@ def test_missing_manifest_and_selection_are_named(tmp_path: Path) -> None:
     path.write_text(json.dumps({"ua": 0.5}))
     with pytest.raises(tune.TuneError, match="records no checkpoint selection value"):
         tune.rank(tmp_path)
+
+
+def test_a_logged_validation_metric_can_rank_instead(tmp_path: Path) -> None:
+    write_sweep(tmp_path, {0.001: [(0.8, 0.5), (0.7, 0.5)], 0.01: [(0.6, 0.9), (0.6, 0.9)]})
+    # the smoothed val UA of every epoch, from each run's CSV log: lr 0.01 leads there
+    smooth = {0.001: [0.5, 0.6, 0.55], 0.01: [0.6, 0.7, 0.65]}
+    for lr, values in smooth.items():
+        for fold in (0, 1):
+            log = tmp_path / f"lr-{lr}__fold-{fold}" / "csv"
+            log.mkdir()
+            rows = "".join(f"{v},{1 - v},{e}\n" for e, v in enumerate(values))
+            (log / "metrics.csv").write_text("val/ua_smooth,val/loss,epoch\n" + rows)
+    ranked = tune.rank(tmp_path, "val/ua_smooth")
+    assert [g["params"]["model.lr"] for g in ranked] == [0.01, 0.001]
+    assert ranked[0]["mean"] == pytest.approx(0.7) and ranked[0]["monitor"] == "val/ua_smooth"
+    lowest = tune.rank(tmp_path, "val/loss")  # a loss: its lowest epoch, lower is better
+    assert lowest[0]["mode"] == "min" and lowest[0]["mean"] == pytest.approx(0.3)
+    assert [g["params"]["model.lr"] for g in lowest] == [0.01, 0.001]
+    with pytest.raises(tune.TuneError, match="logs no 'val/wa'"):
+        tune.rank(tmp_path, "val/wa")
+    with pytest.raises(tune.TuneError, match="not a validation metric"):
+        tune.rank(tmp_path, "test/ua")
