@@ -71,7 +71,8 @@ class EmotionClassifier(pl.LightningModule):
         `lightning_modules.augment`); `modality_dropout` zeroes one modality of an item of a
         two-modality model; `branch_loss` > 0 adds, in training, that weight times the mean
         cross-entropy of each branch's own classifier (mmb, mmmla: each branch must learn on its
-        own, so the stronger one cannot starve the other); `ema_decay` > 0 validates, tests and
+        own, so the stronger one cannot starve the other); `label_smoothing` smooths the targets
+        of the training loss (val and test losses stay plain); `ema_decay` > 0 validates, tests and
         saves an exponential moving average of the weights. `val/ua_smooth` (an average of
         val/ua over epochs) is logged for checkpoint selection on small val sets."""
         super().__init__()

@@ -299,6 +299,14 @@ def test_input_stats_appends_the_mean_and_std_of_the_branch_inputs() -> None:
     assert net(batch).logits.shape == (B, 3)
 
 
+def test_input_stats_in_a_fused_model_widens_each_branch() -> None:
+    net = EmotionNet("mmmla", 3, D, 4, "attention", hidden_size=5, input_stats=True)
+    assert net.encoder.acoustic.out_dim == 2 * 5 + 2 * D
+    assert net.encoder.lexical.out_dim == 2 * 5 + 2 * 4
+    out = net(synthetic_batch())
+    assert out.logits.shape == (B, 3) and torch.isfinite(out.logits).all()
+
+
 @pytest.mark.parametrize(("arch", "pooling"), [("hierarchical", "attention"), ("lexical", "cls")])
 def test_input_stats_is_refused_without_a_branch_pooling(arch: str, pooling: str) -> None:
     with pytest.raises(ModelConfigError, match="model.input_stats"):
