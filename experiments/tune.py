@@ -36,8 +36,6 @@ def logged_best(run_dir: Path, metric: str) -> tuple[float, str]:
     path = run_dir / "csv" / "metrics.csv"
     if not path.is_file():
         raise TuneError(f"{path} not found: --metric reads each run's CSV log")
-    if not metric.startswith("val/"):
-        raise TuneError(f"--metric {metric!r} is not a validation metric (val/...)")
     log = pd.read_csv(path)
     if metric not in log.columns or log[metric].isna().all():
         raise TuneError(f"{path} logs no {metric!r}")
@@ -49,6 +47,8 @@ def logged_best(run_dir: Path, metric: str) -> tuple[float, str]:
 def rank(sweep_dir: Path, metric: str | None = None) -> list[dict[str, Any]]:
     """Groups of runs best first: params, mean/sd of the selection value (or of the best
     epoch of the logged validation `metric`), folds, mode."""
+    if metric is not None and not metric.startswith("val/"):
+        raise TuneError(f"--metric {metric!r} is not a validation metric (val/...)")
     manifest = Path(sweep_dir) / "sweep.json"
     if not manifest.is_file():
         raise TuneError(f"{manifest} not found: rank the folder a sweep wrote")

@@ -70,7 +70,8 @@ class SequenceBranch(nn.Module):
             dim = self.encoder.out_dim
         self.pooling = SEQUENCE_POOLINGS[o.pooling](dim)
         self.input_stats = StatsPool(input_dim) if o.input_stats else None
-        self.out_dim = out_dim(self.pooling) + (2 * input_dim if o.input_stats else 0)
+        extra = 0 if self.input_stats is None else out_dim(self.input_stats)
+        self.out_dim = out_dim(self.pooling) + extra
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
         encoded = x if self.encoder is None else self.encoder(x, mask)
