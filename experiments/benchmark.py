@@ -106,6 +106,7 @@ RECIPE_LABELS = {
     "branch_loss": "branch loss {}",
     "label_smoothing": "label smoothing {}",
     "input_stats": "input stats",
+    "stats_norm": "stats norm",
 }
 
 

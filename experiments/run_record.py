@@ -25,6 +25,7 @@ RECORD_MODEL_KEYS = (
     "fusion",
     "sequence_encoder",
     "input_stats",
+    "stats_norm",
     *MODEL_SETTING_KEYS,
     # recipe switches (lightning_modules.system): a run's row names the ones it turned on
     "time_masks",

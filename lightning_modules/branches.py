@@ -15,7 +15,13 @@ from datamodules.batch import Batch
 from lightning_modules.encoders import BLSTMEncoder, out_dim
 from lightning_modules.fusion import FUSIONS
 from lightning_modules.hierarchical import HierarchicalEncoder
-from lightning_modules.pooling import SEQUENCE_POOLINGS, ClsPool, StatsPool
+from lightning_modules.pooling import (
+    SEQUENCE_POOLINGS,
+    STATS_POOLINGS,
+    ClsPool,
+    StatsNorm,
+    StatsPool,
+)
 
 ENCODERS = ("blstm", "none")
 EncoderOutput = tuple[Tensor, dict[str, Tensor], Tensor | None]
@@ -36,6 +42,7 @@ class BranchOptions:
     dropout: float = 0.2
     sequence_encoder: str = "blstm"  # "none": pool the (normalised) inputs directly (a probe)
     input_stats: bool = False  # the pooled vector followed by the mean ⊕ std of the inputs
+    stats_norm: bool = False  # standardise pooled statistics (`StatsNorm`)
 
 
 def require(batch: Batch, name: str) -> Tensor:
@@ -51,7 +58,9 @@ class SequenceBranch(nn.Module):
 
     A BLSTM (or, with encoder "none", nothing) followed by a sequence pooling. With
     `input_stats` the pooled vector is followed by the mean ⊕ std of the branch's own inputs
-    (a statistics shortcut past the BLSTM: the linear probe's view of the frames).
+    (a statistics shortcut past the BLSTM: the linear probe's view of the frames). With
+    `stats_norm` every statistics vector (a stats or attentive_stats pooling's output, the
+    input statistics) is standardised by a `StatsNorm`.
     """
 
     def __init__(self, input_dim: int, options: BranchOptions) -> None:
@@ -72,12 +81,27 @@ class SequenceBranch(nn.Module):
         self.input_stats = StatsPool(input_dim) if o.input_stats else None
         extra = 0 if self.input_stats is None else out_dim(self.input_stats)
         self.out_dim = out_dim(self.pooling) + extra
+        pooled_stats = o.pooling in STATS_POOLINGS
+        self.pooling_norm = (
+            StatsNorm(out_dim(self.pooling)) if o.stats_norm and pooled_stats else None
+        )
+        self.input_norm = StatsNorm(extra) if o.stats_norm and extra else None
+        if o.stats_norm and self.pooling_norm is None and self.input_norm is None:
+            raise ModelConfigError(
+                "model.stats_norm needs statistics to standardise: pooling stats or "
+                "attentive_stats, or model.input_stats true"
+            )
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
         encoded = x if self.encoder is None else self.encoder(x, mask)
         vector, weights = self.pooling(encoded, mask)
+        if self.pooling_norm is not None:
+            vector = self.pooling_norm(vector)
         if self.input_stats is not None:
-            vector = torch.cat([vector, self.input_stats(x, mask)[0]], dim=-1)
+            stats = self.input_stats(x, mask)[0]
+            vector = torch.cat(
+                [vector, stats if self.input_norm is None else self.input_norm(stats)], -1
+            )
         return vector, weights
 
 
@@ -102,8 +126,10 @@ class LexicalEncoder(nn.Module):
     def __init__(self, lexical_dim: int, options: BranchOptions) -> None:
         super().__init__()
         self.use_cls = options.pooling == "cls"
-        if self.use_cls and options.input_stats:
-            raise ModelConfigError("model.input_stats needs a sequence pooling, not 'cls'")
+        if self.use_cls and (options.input_stats or options.stats_norm):
+            raise ModelConfigError(
+                "model.input_stats and model.stats_norm need a sequence pooling, not 'cls'"
+            )
         if self.use_cls:
             self.out_dim = 2 * options.hidden_size
             self.cls = ClsPool(lexical_dim, self.out_dim)
@@ -159,9 +185,10 @@ class WordLevelEncoder(nn.Module):
             raise ModelConfigError(
                 "model.sequence_encoder 'none' does not apply to the hierarchical model"
             )
-        if o.input_stats:
+        if o.input_stats or o.stats_norm:
             raise ModelConfigError(
-                "model.input_stats does not apply to the hierarchical model (no branch pooling)"
+                "model.input_stats and model.stats_norm do not apply to the hierarchical model "
+                "(no branch pooling)"
             )
         if o.pooling not in HierarchicalEncoder.WORD_POOLINGS:
             raise ModelConfigError(

@@ -42,7 +42,8 @@ class EmotionNet(nn.Module):
     0 that is a linear probe, with `head_hidden` > 0 an MLP probe. `branch_heads` gives each
     branch of a two-branch fusion (mmb, mmmla) its own linear classifier on its pooled vector,
     for per-branch auxiliary losses (`ModelOutput.branch_logits`). `input_stats` follows each
-    sequence branch's pooled vector by the mean ⊕ std of that branch's inputs.
+    sequence branch's pooled vector by the mean ⊕ std of that branch's inputs; `stats_norm`
+    standardises each branch's pooled statistics (`StatsNorm`).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class EmotionNet(nn.Module):
         acoustic_layers: int = 1,
         branch_heads: bool = False,
         input_stats: bool = False,
+        stats_norm: bool = False,
     ) -> None:
         super().__init__()
         spec = get_architecture(architecture)
@@ -79,7 +81,14 @@ class EmotionNet(nn.Module):
                 )
             acoustic_dim //= acoustic_layers
         options = BranchOptions(
-            pooling, fusion, hidden_size, num_layers, dropout, sequence_encoder, input_stats
+            pooling,
+            fusion,
+            hidden_size,
+            num_layers,
+            dropout,
+            sequence_encoder,
+            input_stats,
+            stats_norm,
         )
         self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
         self.head = ClassifierHead(out_dim(self.encoder), num_classes, dropout, head_hidden)

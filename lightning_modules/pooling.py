@@ -9,6 +9,7 @@ maps the config names to the classes.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -119,6 +120,25 @@ class StatsPool(nn.Module):
         return out.masked_fill(~mask.any(1, keepdim=True), 0.0), None
 
 
+class StatsNorm(nn.Module):
+    """(B, D) -> (B, D): each dimension standardised, batch statistics in training and running
+    ones in evaluation (`BatchNorm1d` without affine terms, as x-vectors use after statistics
+    pooling). Pooled statistics vary little between utterances (the std of z-scored frames sits
+    near 1), so a linear layer on them raw needs large weights and learns slowly. A training
+    batch of one item uses the running statistics.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim, affine=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            n = self.norm
+            return F.batch_norm(x, n.running_mean, n.running_var, training=False, eps=n.eps)
+        return self.norm(x)
+
+
 class AttentiveStatsPool(nn.Module):
     """(B, T, D), (B, T) mask -> (B, 2D) attention-weighted mean ⊕ weighted std, weights (B, T).
 
@@ -151,3 +171,4 @@ SEQUENCE_POOLINGS: dict[str, type[nn.Module]] = {
 }
 POOLINGS = (*SEQUENCE_POOLINGS, "cls")
 ATTENTION_POOLINGS = ("attention", "attentive_stats")  # the ones that return weights
+STATS_POOLINGS = ("stats", "attentive_stats")  # the ones that return mean ⊕ std

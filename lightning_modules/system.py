@@ -46,6 +46,7 @@ class EmotionClassifier(pl.LightningModule):
         head_hidden: int = 0,
         sequence_encoder: str = "blstm",
         input_stats: bool = False,
+        stats_norm: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         scheduler: str = "none",
@@ -100,6 +101,7 @@ class EmotionClassifier(pl.LightningModule):
             acoustic_layers,
             branch_heads=branch_loss > 0,
             input_stats=input_stats,
+            stats_norm=stats_norm,
         )
         try:
             self.frame_masking = FrameMasking(

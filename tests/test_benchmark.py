@@ -87,8 +87,8 @@ def test_recipe_switches_name_their_own_rows() -> None:
     assert bm.recipe_labels({}) == []  # a run recorded before the switches existed
     tuned = {"normalization": "speaker", "time_masks": 2, "ema_decay": 0.99, "frame_dropout": 0}
     assert bm.recipe_labels(tuned) == ["speaker norm", "time masks ×2", "EMA 0.99"]
-    tuned |= {"label_smoothing": 0.1, "input_stats": True}
-    assert bm.recipe_labels(tuned)[-2:] == ["label smoothing 0.1", "input stats"]
+    tuned |= {"label_smoothing": 0.1, "input_stats": True, "stats_norm": True}
+    assert bm.recipe_labels(tuned)[-3:] == ["label smoothing 0.1", "input stats", "stats norm"]
 
 
 def test_the_run_record_carries_the_recipe_switches() -> None:
@@ -96,10 +96,11 @@ def test_the_run_record_carries_the_recipe_switches() -> None:
 
     model = {"architecture": "acoustic", "pooling": "attention", "fusion": "gmu"}
     model |= {"time_masks": 2, "ema_decay": 0.99, "frame_dropout": 0.1}
-    model |= {"label_smoothing": 0.1, "input_stats": True}
+    model |= {"label_smoothing": 0.1, "input_stats": True, "stats_norm": True}
     record = config_record(model, {"corpus": "c", "normalization": "speaker"}, 0)
     assert record["time_masks"] == 2 and record["ema_decay"] == 0.99
     assert record["label_smoothing"] == 0.1 and record["input_stats"] is True
+    assert record["stats_norm"] is True
     assert bm.recipe_labels(record)[:2] == ["speaker norm", "time masks ×2"]
 
 

@@ -11,7 +11,14 @@ from lightning_modules.fusion import GMU, ConcatFusion
 from lightning_modules.heads import ClassifierHead
 from lightning_modules.hierarchical import HierarchicalEncoder, WordSpanPool, span_mask
 from lightning_modules.model import ARCHITECTURES, EmotionNet, ModelConfigError, modalities_for
-from lightning_modules.pooling import AttentionPool, ClsPool, LastPool, MeanPool, StatsPool
+from lightning_modules.pooling import (
+    AttentionPool,
+    ClsPool,
+    LastPool,
+    MeanPool,
+    StatsNorm,
+    StatsPool,
+)
 
 B, T, D = 3, 7, 6
 LENGTHS = torch.tensor([7, 4, 0])  # a full item, a padded one, an empty one
@@ -311,3 +318,42 @@ def test_input_stats_in_a_fused_model_widens_each_branch() -> None:
 def test_input_stats_is_refused_without_a_branch_pooling(arch: str, pooling: str) -> None:
     with pytest.raises(ModelConfigError, match="model.input_stats"):
         EmotionNet(arch, 3, D, 4, pooling, input_stats=True)
+    with pytest.raises(ModelConfigError, match="model.stats_norm"):
+        EmotionNet(arch, 3, D, 4, pooling, input_stats=False, stats_norm=True)
+
+
+def test_stats_norm_standardises_statistics_with_batch_then_running_moments() -> None:
+    norm = StatsNorm(4)
+    x = torch.randn(16, 4) * torch.tensor([0.1, 1.0, 5.0, 100.0]) + 3.0
+    y = norm(x)  # training: this batch's moments, whatever the scale of each dimension
+    assert torch.allclose(y.mean(0), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(y.std(0, unbiased=False), torch.ones(4), atol=1e-2)
+    assert not torch.allclose(norm.norm.running_mean, torch.zeros(4))  # moments were tracked
+    one = norm(x[:1])  # a training batch of one item cannot be standardised by itself
+    assert torch.isfinite(one).all() and one.abs().sum() > 0
+    norm.eval()  # evaluation: the running moments, so an item's output ignores its batch
+    assert torch.allclose(norm(x)[:2], norm(x[:2]))
+
+
+def test_stats_norm_applies_to_the_statistics_only() -> None:
+    torch.manual_seed(0)
+    probe = EmotionNet("acoustic", 3, D, 4, "stats", sequence_encoder="none", stats_norm=True)
+    assert probe.encoder.branch.pooling_norm is not None  # the probe's pooled mean ⊕ std
+    net = EmotionNet(
+        "acoustic", 3, D, 4, "attention", hidden_size=5, input_stats=True, stats_norm=True
+    )
+    branch = net.encoder.branch
+    assert branch.pooling_norm is None and branch.input_norm is not None  # not the attention
+    batch = synthetic_batch()
+    batch.acoustic_mask = torch.ones(B, T, dtype=torch.bool)  # every item has frames
+    x, mask = batch.acoustic * 50 + 7, batch.acoustic_mask
+    branch.train()
+    vector, _ = branch(x, mask)
+    stats = vector[:, 10:]  # after the attention vector (2 * hidden): the standardised stats
+    assert torch.allclose(stats.mean(0), torch.zeros(2 * D), atol=1e-4)
+    assert torch.allclose(stats.std(0, unbiased=False), torch.ones(2 * D), atol=1e-2)
+    assert not torch.allclose(stats, StatsPool(D)(x, mask)[0])
+    out = probe(batch)
+    assert out.logits.shape == (B, 3) and torch.isfinite(out.logits).all()
+    with pytest.raises(ModelConfigError, match="model.stats_norm"):
+        EmotionNet("acoustic", 3, D, 4, "attention", stats_norm=True)  # no statistics at all

@@ -202,3 +202,19 @@ def test_label_smoothing_softens_the_training_loss_only() -> None:
     assert torch.allclose(model._shared_step(batch, "val"), plain, atol=1e-6)
     with pytest.raises(ModelConfigError, match="model.label_smoothing"):
         tiny_model(label_smoothing=1.0)
+
+
+def test_stats_norm_running_statistics_travel_in_the_checkpoint(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = tiny_model(architecture="acoustic", input_stats=True, stats_norm=True)
+    norm = model.net.encoder.branch.input_norm.norm
+    t = trainer(tmp_path, max_epochs=1)
+    t.fit(model, datamodule=FakeDataModule())
+    assert int(norm.num_batches_tracked) > 0  # training updated the running statistics
+    path = tmp_path / "s.ckpt"
+    t.save_checkpoint(path)
+    served = EmotionClassifier.load_from_checkpoint(path, weights_only=True).eval()
+    served_norm = served.net.encoder.branch.input_norm.norm
+    assert torch.equal(served_norm.running_mean, norm.running_mean)
+    batch = fused_batch()
+    assert torch.allclose(served(batch).logits, model.eval()(batch).logits)
