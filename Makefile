@@ -56,27 +56,33 @@ BENCH_RECIPE ?= --set config=configs/acoustic_attention.yaml --set data.normaliz
 BENCH_TUNED_FEATURES ?= whisper_base@3
 BENCH_TUNED ?= --set config=configs/acoustic_attention_tuned.yaml --set data.normalization=speaker \
   --set model.hidden_size=32
+# The same on ComParE LLDs, with each branch's pooled statistics standardised (StatsNorm): the
+# raw mean ⊕ std of z-scored LLD frames barely vary between clips and the statistics path
+# learns too slowly without it (README, "Standardised statistics on ComParE LLDs").
+BENCH_TUNED_LLD_FEATURES ?= compare_lld
+BENCH_LLD ?= --set model.stats_norm=true
 # NAME@N -> "NAME N NAME_lN"; NAME -> "NAME last NAME"
 FS_SPLIT = case $$fs in *@*) name=$${fs%@*}; layer=$${fs\#*@}; dir=$${name}_l$$layer;; \
   *) name=$$fs; layer=last; dir=$$fs;; esac
+# $(1) feature sets, $(2) sweep options, $(3) folder suffix: every seed in one sweep per set
+define BENCH_SWEEP
+	@for fs in $(1); do $(FS_SPLIT); \
+	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $(subst $(space),$(comma),$(strip $(BENCH_SEEDS))) \
+	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer $(2) \
+	    --out runs/benchmark/$(CORPUS)/$${dir}$(3) --parallel 2 || exit 1; \
+	done
+endef
 benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4
-	@for fs in $(BENCH_FEATURES) $(BENCH_RECIPE_FEATURES) $(BENCH_TUNED_FEATURES); do $(FS_SPLIT); \
+	@for fs in $(sort $(BENCH_FEATURES) $(BENCH_RECIPE_FEATURES) $(BENCH_TUNED_FEATURES) $(BENCH_TUNED_LLD_FEATURES)); do $(FS_SPLIT); \
 	  $(PY) -m experiments.features $(CORPUS) --acoustic $$name --acoustic-layer $$layer --modalities acoustic || exit 1; done
 	@for seed in $(BENCH_SEEDS); do for fs in $(BENCH_FEATURES); do $(FS_SPLIT); \
 	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $$seed \
 	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer \
 	    --out runs/benchmark/$(CORPUS)/$$dir/seed$$seed --parallel 2 || exit 1; \
 	done; done
-	@for fs in $(BENCH_RECIPE_FEATURES); do $(FS_SPLIT); \
-	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $(subst $(space),$(comma),$(strip $(BENCH_SEEDS))) \
-	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer $(BENCH_RECIPE) \
-	    --out runs/benchmark/$(CORPUS)/$${dir}_recipe --parallel 2 || exit 1; \
-	done
-	@for fs in $(BENCH_TUNED_FEATURES); do $(FS_SPLIT); \
-	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $(subst $(space),$(comma),$(strip $(BENCH_SEEDS))) \
-	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer $(BENCH_TUNED) \
-	    --out runs/benchmark/$(CORPUS)/$${dir}_tuned --parallel 2 || exit 1; \
-	done
+	$(call BENCH_SWEEP,$(BENCH_RECIPE_FEATURES),$(BENCH_RECIPE),_recipe)
+	$(call BENCH_SWEEP,$(BENCH_TUNED_FEATURES),$(BENCH_TUNED),_tuned)
+	$(call BENCH_SWEEP,$(BENCH_TUNED_LLD_FEATURES),$(BENCH_TUNED) $(BENCH_LLD),_tuned_stats_norm)
 	$(PY) -m experiments.benchmark runs/benchmark/$(CORPUS)
 
 layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
