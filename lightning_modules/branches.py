@@ -81,27 +81,23 @@ class SequenceBranch(nn.Module):
         self.input_stats = StatsPool(input_dim) if o.input_stats else None
         extra = 0 if self.input_stats is None else out_dim(self.input_stats)
         self.out_dim = out_dim(self.pooling) + extra
-        pooled_stats = o.pooling in STATS_POOLINGS
-        self.pooling_norm = (
-            StatsNorm(out_dim(self.pooling)) if o.stats_norm and pooled_stats else None
-        )
-        self.input_norm = StatsNorm(extra) if o.stats_norm and extra else None
-        if o.stats_norm and self.pooling_norm is None and self.input_norm is None:
+        if o.stats_norm and o.pooling not in STATS_POOLINGS and not extra:
             raise ModelConfigError(
                 "model.stats_norm needs statistics to standardise: pooling stats or "
                 "attentive_stats, or model.input_stats true"
             )
+        # identities where there is nothing to standardise (they hold no state)
+        standardise = o.stats_norm and o.pooling in STATS_POOLINGS
+        self.pooling_norm = StatsNorm(out_dim(self.pooling)) if standardise else nn.Identity()
+        self.input_norm = StatsNorm(extra) if o.stats_norm and extra else nn.Identity()
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
         encoded = x if self.encoder is None else self.encoder(x, mask)
         vector, weights = self.pooling(encoded, mask)
-        if self.pooling_norm is not None:
-            vector = self.pooling_norm(vector)
+        vector = self.pooling_norm(vector)
         if self.input_stats is not None:
-            stats = self.input_stats(x, mask)[0]
-            vector = torch.cat(
-                [vector, stats if self.input_norm is None else self.input_norm(stats)], -1
-            )
+            stats = self.input_norm(self.input_stats(x, mask)[0])
+            vector = torch.cat([vector, stats], dim=-1)
         return vector, weights
 
 

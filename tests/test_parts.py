@@ -338,12 +338,13 @@ def test_stats_norm_standardises_statistics_with_batch_then_running_moments() ->
 def test_stats_norm_applies_to_the_statistics_only() -> None:
     torch.manual_seed(0)
     probe = EmotionNet("acoustic", 3, D, 4, "stats", sequence_encoder="none", stats_norm=True)
-    assert probe.encoder.branch.pooling_norm is not None  # the probe's pooled mean ⊕ std
+    assert isinstance(probe.encoder.branch.pooling_norm, StatsNorm)  # the probe's mean ⊕ std
     net = EmotionNet(
         "acoustic", 3, D, 4, "attention", hidden_size=5, input_stats=True, stats_norm=True
     )
     branch = net.encoder.branch
-    assert branch.pooling_norm is None and branch.input_norm is not None  # not the attention
+    assert isinstance(branch.input_norm, StatsNorm)
+    assert not isinstance(branch.pooling_norm, StatsNorm)  # the attention vector is left alone
     batch = synthetic_batch()
     batch.acoustic_mask = torch.ones(B, T, dtype=torch.bool)  # every item has frames
     x, mask = batch.acoustic * 50 + 7, batch.acoustic_mask
