@@ -73,7 +73,7 @@ class EmotionClassifier(pl.LightningModule):
         two-modality model; `branch_loss` > 0 adds, in training, that weight times the mean
         cross-entropy of each branch's own classifier (mmb, mmmla: each branch must learn on its
         own, so the stronger one cannot starve the other); `label_smoothing` smooths the targets
-        of the training loss (val and test losses stay plain); `ema_decay` > 0 validates, tests and
+        of the training loss, branch losses included (val and test losses stay plain); `ema_decay` > 0 validates, tests and
         saves an exponential moving average of the weights. `val/ua_smooth` (an average of
         val/ua over epochs) is logged for checkpoint selection on small val sets."""
         super().__init__()
@@ -170,7 +170,7 @@ class EmotionClassifier(pl.LightningModule):
         )
         if stage == "train" and self.branch_loss > 0 and output.branch_logits:
             branch = [
-                F.cross_entropy(logits, batch.labels, weight=weight)
+                F.cross_entropy(logits, batch.labels, weight=weight, label_smoothing=smoothing)
                 for logits in output.branch_logits.values()
             ]
             loss = loss + self.branch_loss * torch.stack(branch).mean()

@@ -161,6 +161,15 @@ def test_branch_loss_adds_each_branchs_own_cross_entropy_in_training_only() -> N
     trained = model._shared_step(batch, "train")
     assert torch.allclose(trained, main + 0.5 * (aux[0] + aux[1]) / 2, atol=1e-6)
     assert torch.allclose(model._shared_step(batch, "val"), main, atol=1e-6)
+    model.label_smoothing = 0.2  # smoothing reaches the branch losses too, in training only
+    smooth = [
+        torch.nn.functional.cross_entropy(v, batch.labels, label_smoothing=0.2)
+        for v in [out.logits, *out.branch_logits.values()]
+    ]
+    smoothed = model._shared_step(batch, "train")
+    assert torch.allclose(smoothed, smooth[0] + 0.5 * (smooth[1] + smooth[2]) / 2, atol=1e-6)
+    assert torch.allclose(model._shared_step(batch, "val"), main, atol=1e-6)
+    model.label_smoothing = 0.0
     trained.backward()
     head = model.net.branch_heads
     assert head is not None and head["acoustic"].weight.grad is not None
