@@ -81,15 +81,16 @@ class SequenceBranch(nn.Module):
         self.input_stats = StatsPool(input_dim) if o.input_stats else None
         extra = 0 if self.input_stats is None else out_dim(self.input_stats)
         self.out_dim = out_dim(self.pooling) + extra
-        if o.stats_norm and o.pooling not in STATS_POOLINGS and not extra:
+        pooled_stats = o.pooling in STATS_POOLINGS
+        if o.stats_norm and not (pooled_stats or extra):
             raise ModelConfigError(
                 "model.stats_norm needs statistics to standardise: pooling stats or "
                 "attentive_stats, or model.input_stats true"
             )
         # identities where there is nothing to standardise (they hold no state)
-        standardise = o.stats_norm and o.pooling in STATS_POOLINGS
-        self.pooling_norm = StatsNorm(out_dim(self.pooling)) if standardise else nn.Identity()
-        self.input_norm = StatsNorm(extra) if o.stats_norm and extra else nn.Identity()
+        norm_pooled, norm_inputs = o.stats_norm and pooled_stats, o.stats_norm and extra
+        self.pooling_norm = StatsNorm(out_dim(self.pooling)) if norm_pooled else nn.Identity()
+        self.input_norm = StatsNorm(extra) if norm_inputs else nn.Identity()
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
         encoded = x if self.encoder is None else self.encoder(x, mask)

@@ -74,8 +74,9 @@ class EmotionClassifier(pl.LightningModule):
         cross-entropy of each branch's own classifier (mmb, mmmla: each branch must learn on its
         own, so the stronger one cannot starve the other); `label_smoothing` smooths the targets
         of the training loss, branch losses included (val and test losses stay plain);
-        `ema_decay` > 0 validates, tests and saves an exponential moving average of the weights. `val/ua_smooth` (an average of
-        val/ua over epochs) is logged for checkpoint selection on small val sets."""
+        `ema_decay` > 0 validates, tests and saves an exponential moving average of the weights.
+        `val/ua_smooth` (an average of val/ua over epochs) is logged for checkpoint selection on
+        small val sets."""
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ModelConfigError(
