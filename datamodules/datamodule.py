@@ -46,6 +46,7 @@ MODALITIES = ("acoustic", "lexical")
 # longest item); longer utterances are cropped to a window, named in a warning. None: no cap.
 DEFAULT_MAX_FRAMES = 3000
 TRANSCRIPTS = ("gold", "asr")
+FIT_ON = ("train", "train+val")  # the parts a model is trained on
 
 
 class DataModuleError(Exception):
@@ -120,10 +121,13 @@ class EmotionDataModule(pl.LightningDataModule):
         feature_device: str = "cpu",
         transcripts: Literal["gold", "asr"] = "gold",
         test_transcripts: Literal["gold", "asr"] | None = None,
+        fit_on: Literal["train", "train+val"] = "train",
     ) -> None:
         """`acoustic_features`: compare_lld, whisper_tiny, whisper_base or hf:<local path>
         (`acoustic_layer`: an index, last or all for hf:); `feature_device`: cpu, cuda or auto,
-        where a neural front end runs when the cache is filled."""
+        where a neural front end runs when the cache is filled. `fit_on` "train+val" trains
+        on the val speakers too (the refit of `experiments.refit`; val figures are then
+        in-sample); the split and the test part are unchanged."""
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
@@ -137,6 +141,8 @@ class EmotionDataModule(pl.LightningDataModule):
         bad = [t for t in (transcripts, test_transcripts) if t not in (*TRANSCRIPTS, None)]
         if bad:
             raise DataModuleError(f"transcripts must be one of {TRANSCRIPTS}, got '{bad[0]}'")
+        if fit_on not in FIT_ON:
+            raise DataModuleError(f"fit_on must be one of {FIT_ON}, got '{fit_on}'")
         if batch_size < 1 or num_workers < 0 or (max_frames is not None and max_frames < 1):
             raise DataModuleError("batch_size and max_frames must be >= 1, num_workers >= 0")
         self.save_hyperparameters()
@@ -160,6 +166,7 @@ class EmotionDataModule(pl.LightningDataModule):
         self.acoustic_layers = 1  # hidden states stacked in each frame (hf: layer "all")
         self.transcripts = transcripts
         self.test_transcripts = test_transcripts or transcripts
+        self.fit_on = fit_on
 
         self.feature_config: Any = None
         self.feature_key: str = ""
@@ -248,8 +255,13 @@ class EmotionDataModule(pl.LightningDataModule):
             self._apply_state(self._loaded_state)
         elif "acoustic" in self.modalities:
             self.normalizer = self._fit_normalizer(features, speaker_of)
+        if self.fit_on == "train+val":
+            log.warning(
+                "fit_on='train+val': the val speakers are trained on, so val figures are "
+                "in-sample; set the epoch count beforehand (experiments.refit does)"
+            )
         for part in PARTS:
-            ids = self.split[part]
+            ids = self.fit_ids() if part == "train" else self.split[part]
             self.datasets[part] = UtteranceDataset(
                 ids,
                 [index[label_of[u]] for u in ids],
@@ -310,7 +322,13 @@ class EmotionDataModule(pl.LightningDataModule):
             )
         used = {u for part in PARTS for u in self.split[part]}
         frames = {u: x for u, x in features.acoustic.items() if u in used}
-        return Normalizer.fit(frames, self.split["train"], speaker_of, self.normalization)
+        return Normalizer.fit(frames, self.fit_ids(), speaker_of, self.normalization)
+
+    def fit_ids(self) -> list[str]:
+        """The utterances trained on (and global statistics fitted on): the train part, plus
+        the val part with `fit_on` "train+val"."""
+        extra = self.split["val"] if self.fit_on == "train+val" else []
+        return [*self.split["train"], *extra]
 
     def _check_features(self, features: Any, key: str) -> None:
         for name, attr in (("acoustic", "acoustic"), ("lexical", "words")):

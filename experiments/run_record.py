@@ -51,6 +51,7 @@ RECORD_DATA_KEYS = (
     "test_transcripts",
     "normalization",
     "balanced_sampling",
+    "fit_on",
     *DATA_SETTING_KEYS,
 )
 # Record fields that tag a W&B run (`corpus:iemocap`, ...).

@@ -184,6 +184,25 @@ def test_normalisation_is_fitted_on_train_only(cache_dir: Path, monkeypatch) -> 
     assert test.mean() > 100  # the offset is still there: test data was not used to fit
 
 
+def test_fit_on_train_and_val_trains_on_both_and_tests_the_same(
+    cache_dir: Path, monkeypatch
+) -> None:
+    write_table("toy", toy_corpus(), {"reader": "test", "classes": list(LABELS)})
+    monkeypatch.setattr(dm_module, "FEATURES", FakeSource())
+    clean = make_dm(protocol="loso", fold=0)
+    monkeypatch.setattr(dm_module, "FEATURES", FakeSource(set(clean.split["val"]), offset=1000.0))
+    train_only = make_dm(protocol="loso", fold=0)
+    refit = make_dm(protocol="loso", fold=0, fit_on="train+val")
+    assert refit.split == train_only.split  # the split itself is unchanged
+    assert refit.datasets["train"].ids == [*refit.split["train"], *refit.split["val"]]
+    for part in ("val", "test"):
+        assert refit.datasets[part].ids == train_only.datasets[part].ids
+    # global statistics come from every utterance trained on: the val offset now shows
+    assert train_only.normalizer.mean.max() < 10 < refit.normalizer.mean.max()
+    with pytest.raises(DataModuleError, match="fit_on"):
+        EmotionDataModule(corpus="toy", fit_on="val")
+
+
 def test_speaker_normalisation_uses_each_speakers_frames(cache_dir: Path, monkeypatch) -> None:
     write_table("toy", toy_corpus(), {"reader": "test", "classes": list(LABELS)})
     table_ids = [u.utterance_id for u in toy_corpus()]

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from datamodules.utterances import Utterance, write_table
+from experiments import benchmark as bm
 from experiments import report as report_mod
 from experiments import sweep as sw
 from experiments.sweeps import runner as sweep_runner
@@ -351,3 +352,59 @@ def test_main_job_front_end_choice() -> None:
     assert acoustic_front_end("auto", "ravdess", "all") == ("whisper_base", "all")
     assert acoustic_front_end("whisper_base", "iemocap") == ("whisper_base", "last")
     assert acoustic_front_end("whisper_tiny", "iemocap", "2") == ("whisper_tiny", "2")
+
+
+def test_refit_trains_again_on_train_and_val_for_the_best_epoch_count(
+    tiny_builtin: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from experiments import refit
+
+    monkeypatch.setenv("SER_CACHE", str(tiny_builtin))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    spec = sw.load_sweep(REPO / "configs/sweeps/smoke.yaml")
+    sets = {"model.hidden_size": 8, "wandb": False, "config": "acoustic_attention"}
+    spec, runs = sw.build_runs(spec, "builtin", max_epochs=3, sets=sets)
+    out = tmp_path / "sweep"
+    assert [r.status for r in sw.SweepRunner(runs[:1], out).run()] == ["ok"]
+    run_dir = out / runs[0].name
+    original = json.loads((run_dir / "metrics.json").read_text())
+
+    assert refit.main([str(out)]) == 0
+    refit_dir = tmp_path / "sweep-refit" / runs[0].name
+    metrics = json.loads((refit_dir / "metrics.json").read_text())
+    assert metrics["config"]["fit_on"] == "train+val"
+    assert original["config"].get("fit_on") == "train"
+    # as many epochs as the run's checkpoint took, the last one's weights, no val selection
+    assert metrics["budget"]["epochs_trained"] == original["budget"]["best_epoch"]
+    assert metrics["budget"]["best_epoch"] == metrics["budget"]["epochs_trained"]
+    assert metrics["selection"] is None
+    assert metrics["n"] == original["n"]  # the same test part
+    assert {k: v for k, v in metrics["config"].items() if k != "fit_on"} == {
+        k: v for k, v in original["config"].items() if k != "fit_on"
+    }
+    assert "refit on train+val" in bm.recipe_labels(metrics["config"])
+    # a rerun skips what is done; refits are not refitted again
+    capsys.readouterr()
+    assert refit.main([str(out), "--out", str(tmp_path / "sweep-refit")]) == 0
+    assert "1/1 runs already finished" in capsys.readouterr().out
+    assert [r.name for r in refit.refit_runs(tmp_path)] == [f"sweep/{runs[0].name}"]
+
+
+def test_refit_names_what_it_cannot_use(tmp_path: Path, capsys) -> None:
+    from experiments import refit
+
+    assert refit.main([str(tmp_path / "nowhere")]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
+    assert refit.main([str(tmp_path)]) == 2
+    assert "holds no finished run" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"ua": 0.5, "budget": {"best_epoch": 2}}))
+    assert refit.main([str(tmp_path)]) == 2
+    assert f"{run} has no config.yaml" in capsys.readouterr().err
+    (run / "config.yaml").write_text("model: {}\n")
+    (run / "metrics.json").write_text(json.dumps({"ua": 0.5, "checkpoint": None}))
+    assert refit.main([str(tmp_path)]) == 2
+    assert "records no best epoch" in capsys.readouterr().err
+    assert refit.main([str(tmp_path), "--epochs", "4", "--dry-run"]) == 0
+    assert "--trainer.max_epochs 4" in capsys.readouterr().out

@@ -1,0 +1,121 @@
+"""Refit finished runs on train + val: `python -m experiments.refit SWEEP_DIR [--out DIR]`.
+
+The classic recipe the baselines follow (`experiments.baselines`: C chosen on val, then a
+refit on train + val) for the trained models. Each finished run under SWEEP_DIR (a folder
+with `metrics.json` and `config.yaml`, as `experiments.train fit` leaves it) is trained again
+from scratch with its own config and seed on its training *and* validation speakers
+(`--data.fit_on train+val`) for as many epochs as its checkpoint needed (`budget.best_epoch`,
+chosen on val), and the weights after the last of them (the EMA average where the run used
+one) are tested on the same test speakers. Nothing is chosen on the test part, and nothing
+on the now in-sample val part: the epoch count is fixed beforehand.
+
+Refit runs go to `--out` (default `<SWEEP_DIR>-refit`), one folder per run under the same
+relative name, so `experiments.benchmark` over a folder holding both pairs each refit with
+its run by fold and seed (rows "· refit on train+val"), and `experiments.report` over the
+sweep folder is unchanged. They run as a sweep does (`--parallel N`, finished ones skipped
+on a rerun, a failed one leaves `FAILED`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from experiments.run_record import checkpoint_epoch
+from experiments.sweeps.runner import SweepInterrupted, SweepRunner, summarize
+from experiments.sweeps.spec import RunSpec
+
+REFIT_SUFFIX = "-refit"
+
+
+class RefitError(Exception):
+    """A run folder that cannot be refitted; the message names it."""
+
+
+def run_epochs(run_dir: Path, metrics: dict) -> int:
+    """The epochs a run's checkpoint was chosen after (1-based), from its budget record or
+    the checkpoint itself."""
+    budget = metrics.get("budget") or {}
+    epochs = budget.get("best_epoch") or checkpoint_epoch(metrics.get("checkpoint"))
+    if not epochs:
+        raise RefitError(
+            f"{run_dir}/metrics.json records no best epoch and its checkpoint "
+            f"{metrics.get('checkpoint')!r} cannot be read"
+        )
+    return int(epochs)
+
+
+def refit_runs(sweep_dir: Path, epochs: int | None = None) -> list[RunSpec]:
+    """One refit per finished run under `sweep_dir` (refits themselves are left out):
+    its config, train + val, and its best epoch count (or `epochs` for all)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise RefitError(f"sweep folder {sweep_dir} does not exist")
+    runs = []
+    for path in sorted(sweep_dir.rglob("metrics.json")):
+        run_dir = path.parent
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RefitError(f"{path} is not valid JSON ({exc})") from exc
+        if (metrics.get("config") or {}).get("fit_on") == "train+val":
+            continue
+        config = run_dir / "config.yaml"
+        if not config.is_file():
+            raise RefitError(f"{run_dir} has no config.yaml to refit from")
+        n = epochs or run_epochs(run_dir, metrics)
+        params = {
+            "config": str(config.resolve()),
+            "data.fit_on": "train+val",
+            "trainer.max_epochs": n,
+            # no selection on the in-sample val part: keep the last epoch's weights
+            "checkpoint.monitor": "null",
+            "early_stopping.patience": n + 1,
+        }
+        name = "." if run_dir == sweep_dir else str(run_dir.relative_to(sweep_dir))
+        runs.append(RunSpec(name, params))
+    if not runs:
+        raise RefitError(f"{sweep_dir} holds no finished run (metrics.json) to refit")
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.refit", description=__doc__)
+    parser.add_argument("sweep", type=Path, help="a sweep folder (or one run folder)")
+    parser.add_argument("--out", type=Path, help=f"refit folder (default <sweep>{REFIT_SUFFIX})")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once")
+    parser.add_argument(
+        "--epochs", type=int, help="train every refit this many epochs (default: each run's best)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        print("refit: --epochs must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        runs = refit_runs(args.sweep, args.epochs)
+    except RefitError as exc:
+        print(f"refit: {exc}", file=sys.stderr)
+        return 2
+    sweep = args.sweep.resolve()
+    out = args.out or sweep.with_name(sweep.name + REFIT_SUFFIX)
+    runner = SweepRunner(runs, out, parallel=args.parallel)
+    if args.dry_run:
+        for run in runs:
+            print(run.name, " ".join(runner.command(run)))
+        return 0
+    try:
+        results = runner.run()
+    except SweepInterrupted as exc:
+        print(f"refit: {exc}; its runs were stopped (rerun to resume)", file=sys.stderr)
+        return 128 + exc.signum
+    print(summarize(results))
+    print(f"refit: runs in {out}; compare with `python -m experiments.benchmark {out.parent}`")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
