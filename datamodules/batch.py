@@ -20,6 +20,8 @@ class Batch:
     cls:            (B, D) float [CLS] vectors
     word_spans:     (B, W, 2) long, [first_frame, last_frame + 1) of each word in `acoustic`
     labels:         (B,) long class indices (-1 where unknown, e.g. at prediction)
+    utterance_stats: (B, S) float, each clip's standardised frame statistics
+                    (`datamodules.utterance_stats`; only with data.utterance_stats)
     """
 
     labels: Tensor
@@ -30,6 +32,7 @@ class Batch:
     word_mask: Tensor | None = None
     cls: Tensor | None = None
     word_spans: Tensor | None = None
+    utterance_stats: Tensor | None = None
 
     @property
     def acoustic_lengths(self) -> Tensor | None:

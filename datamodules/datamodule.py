@@ -35,6 +35,12 @@ from datamodules.dataset import UtteranceDataset, collate
 from datamodules.normalization import NORMALIZATIONS, Normalizer
 from datamodules.sampling import BucketBatchSampler, EpochSampler
 from datamodules.splits import DEFAULT_FOLDS, PARTS, load_or_create_split
+from datamodules.utterance_stats import (
+    fit_stats_normalizer,
+    standardised,
+    stats_dim,
+    utterance_stats,
+)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -122,12 +128,14 @@ class EmotionDataModule(pl.LightningDataModule):
         transcripts: Literal["gold", "asr"] = "gold",
         test_transcripts: Literal["gold", "asr"] | None = None,
         fit_on: Literal["train", "train+val"] = "train",
+        utterance_stats: bool = False,
     ) -> None:
         """`acoustic_features`: compare_lld, whisper_tiny, whisper_base or hf:<local path>
         (`acoustic_layer`: an index, last or all for hf:); `feature_device`: cpu, cuda or auto,
         where a neural front end runs when the cache is filled. `fit_on` "train+val" trains
         on the val speakers too (the refit of `experiments.refit`; val figures are then
-        in-sample); the split and the test part are unchanged."""
+        in-sample); the split and the test part are unchanged. `utterance_stats` adds each
+        clip's frame statistics, standardised per speaker (`datamodules.utterance_stats`)."""
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
@@ -167,6 +175,9 @@ class EmotionDataModule(pl.LightningDataModule):
         self.transcripts = transcripts
         self.test_transcripts = test_transcripts or transcripts
         self.fit_on = fit_on
+        self.utterance_stats = utterance_stats
+        self.utterance_stats_dim = 0  # length of each clip's statistics vector (0: none)
+        self.stats_normalizer: Normalizer | None = None
 
         self.feature_config: Any = None
         self.feature_key: str = ""
@@ -272,6 +283,7 @@ class EmotionDataModule(pl.LightningDataModule):
                 self.max_frames,
                 random_crop=part == "train",
             )
+        self._add_utterance_stats()
         self._warn_long(features)
         log.info(
             "%s %s fold %d: %s utterances, classes %s, features %s, transcripts %s -> test %s",
@@ -323,6 +335,34 @@ class EmotionDataModule(pl.LightningDataModule):
         used = {u for part in PARTS for u in self.split[part]}
         frames = {u: x for u, x in features.acoustic.items() if u in used}
         return Normalizer.fit(frames, self.fit_ids(), speaker_of, self.normalization)
+
+    def _add_utterance_stats(self) -> None:
+        """Each clip's statistics of its whole normalised frame sequence, standardised
+        (`datamodules.utterance_stats`), into every dataset; the standardisation is fitted on
+        the clips trained on unless a checkpoint brought one."""
+        if not self.utterance_stats:
+            return
+        if "acoustic" not in self.modalities:
+            raise DataModuleError("data.utterance_stats needs acoustic frames (an acoustic model)")
+        raw: dict[str, np.ndarray] = {}
+        speaker_of: dict[str, str] = {}
+        for ds in self.datasets.values():
+            for u, spk in zip(ds.ids, ds.speakers, strict=True):
+                x = ds.features.acoustic[u]
+                raw[u] = utterance_stats(
+                    self.normalizer.normalize(x, spk) if self.normalizer else x
+                )
+                speaker_of[u] = spk
+        if self.stats_normalizer is None:
+            self.stats_normalizer = fit_stats_normalizer(
+                raw, self.fit_ids(), speaker_of, self.normalization
+            )
+        self.utterance_stats_dim = stats_dim(self.acoustic_dim)
+        for ds in self.datasets.values():
+            ds.stats = {
+                u: standardised(raw[u], self.stats_normalizer, spk)
+                for u, spk in zip(ds.ids, ds.speakers, strict=True)
+            }
 
     def fit_ids(self) -> list[str]:
         """The utterances trained on (and global statistics fitted on): the train part, plus
@@ -446,6 +486,10 @@ class EmotionDataModule(pl.LightningDataModule):
             "acoustic_layers": self.acoustic_layers,
             "normalization": self.normalization,
             "normalizer": self.normalizer.state_dict() if self.normalizer else None,
+            "utterance_stats": self.utterance_stats,
+            "stats_normalizer": self.stats_normalizer.state_dict()
+            if self.stats_normalizer
+            else None,
             "corpus": self.corpus,
             "protocol": self.protocol,
             "fold": self.fold,
@@ -484,8 +528,12 @@ class EmotionDataModule(pl.LightningDataModule):
         self.normalizer = (
             Normalizer.from_state(state["normalizer"]) if state.get("normalizer") else None
         )
+        stats = state.get("stats_normalizer")
+        self.stats_normalizer = Normalizer.from_state(stats) if stats else None
         for ds in self.datasets.values():
             ds.normalizer = self.normalizer
+        if self.datasets:
+            self._add_utterance_stats()  # again, with the checkpoint's statistics
 
 
 def _asr_backend(corpus: PreparedCorpus) -> str | None:

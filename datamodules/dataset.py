@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from datamodules.batch import Batch
 from datamodules.normalization import Normalizer
+from datamodules.utterance_stats import standardised, utterance_stats
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Item:
     words: np.ndarray | None = None  # (W, D)
     cls: np.ndarray | None = None  # (D,)
     spans: np.ndarray | None = None  # (W, 2) int64
+    stats: np.ndarray | None = None  # (S,) standardised utterance statistics (`utterance_stats`)
 
 
 class UtteranceDataset(Dataset):
@@ -61,6 +63,8 @@ class UtteranceDataset(Dataset):
         self.normalizer = normalizer
         self.max_frames = max_frames
         self.random_crop = random_crop
+        # utterance id -> (S,) standardised statistics of the whole clip (set by the datamodule)
+        self.stats: Mapping[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -102,6 +106,8 @@ class UtteranceDataset(Dataset):
                 if self.normalizer
                 else np.asarray(x, np.float32)
             )
+            if self.stats is not None:
+                item.stats = self.stats[uid]
         return item
 
 
@@ -125,6 +131,9 @@ def collate(items: Sequence[Item]) -> Batch:
             acoustic[k, : len(x)] = x
         batch.acoustic = torch.from_numpy(acoustic)
         batch.acoustic_mask = torch.arange(t)[None, :] < torch.tensor(frame_lengths)[:, None]
+    if items[0].stats is not None:
+        stats = np.stack([cast(np.ndarray, it.stats) for it in items]).astype(np.float32)
+        batch.utterance_stats = torch.from_numpy(stats)  # (B, S)
     if items[0].words is not None:
         item_words = [cast(np.ndarray, it.words) for it in items]
         item_spans = [cast(np.ndarray, it.spans) for it in items]
@@ -164,8 +173,10 @@ def inference_batch(
     normalizer: Normalizer | None,
     utterance_id: str = "input",
     speaker: str | None = None,
+    stats_normalizer: Normalizer | None = None,
 ) -> Batch:
-    """A one-item `Batch` from raw features (acoustic (T, F), words, cls, spans), as in training."""
+    """A one-item `Batch` from raw features (acoustic (T, F), words, cls, spans), as in training;
+    with `stats_normalizer` (a model trained with `utterance_stats`) the clip's statistics too."""
     item = Item(utterance_id, -1)
     if "lexical" in modalities and features.get("words") is not None:
         item.words = np.asarray(features["words"], dtype=np.float32)
@@ -174,4 +185,6 @@ def inference_batch(
     if "acoustic" in modalities and features.get("acoustic") is not None:
         x = np.asarray(features["acoustic"], dtype=np.float32)
         item.acoustic = normalizer.normalize(x, speaker) if normalizer else x
+        if stats_normalizer is not None:
+            item.stats = standardised(utterance_stats(item.acoustic), stats_normalizer, speaker)
     return collate([item])

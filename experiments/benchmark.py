@@ -112,12 +112,13 @@ RECIPE_LABELS = {
 
 def recipe_labels(config: dict[str, Any]) -> list[str]:
     """What sets a run apart from the plain recipe: speaker/no normalisation, balanced
-    sampling, a refit on train + val (`experiments.refit`) and every switch in `RECIPE_LABELS` it turned on (runs recorded before a
+    sampling, a refit on train + val (`experiments.refit`), utterance statistics and every switch in `RECIPE_LABELS` it turned on (runs recorded before a
     switch existed read as off)."""
     labels = [f"{config['normalization']} norm"] if config.get("normalization") not in (
         None, "global") else []  # fmt: skip
     labels += ["balanced"] if config.get("balanced_sampling") else []
     labels += ["refit on train+val"] if config.get("fit_on") == "train+val" else []
+    labels += ["utterance stats"] if config.get("utterance_stats") else []
     labels += [label.format(config[k]) for k, label in RECIPE_LABELS.items() if config.get(k)]
     return labels
 

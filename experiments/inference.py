@@ -391,4 +391,11 @@ class Predictor:
             feats["words"] = np.zeros((0, dim), np.float32)
             feats["cls"] = np.zeros((dim,), np.float32)
             feats["spans"] = np.zeros((0, 2), np.int64)
-        return inference_batch(feats, model.modalities, model.normalizer, name, speaker=None)
+        return inference_batch(
+            feats,
+            model.modalities,
+            model.normalizer,
+            name,
+            speaker=None,
+            stats_normalizer=model.stats_normalizer,
+        )

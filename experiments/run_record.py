@@ -52,6 +52,7 @@ RECORD_DATA_KEYS = (
     "normalization",
     "balanced_sampling",
     "fit_on",
+    "utterance_stats",
     *DATA_SETTING_KEYS,
 )
 # Record fields that tag a W&B run (`corpus:iemocap`, ...).

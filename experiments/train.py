@@ -50,7 +50,14 @@ from lightning_modules.system import EmotionClassifier
 
 DEFAULTS = REPO_ROOT / "configs" / "defaults.yaml"
 # Datamodule attributes (known after setup) that size and name the model's outputs.
-DATA_TO_MODEL = ("num_classes", "acoustic_dim", "acoustic_layers", "lexical_dim", "class_names")
+DATA_TO_MODEL = (
+    "num_classes",
+    "acoustic_dim",
+    "acoustic_layers",
+    "lexical_dim",
+    "class_names",
+    "utterance_stats_dim",
+)
 # Values W&B keeps as each run's best: the summary shows these, not the last epoch's.
 BEST_SUMMARIES = {"val/ua": "max", "val/wa": "max", "val/macro_f1": "max", "val/loss": "min"}
 N_FIGURE_UTTERANCES = 3  # test utterances per attention figure logged to W&B

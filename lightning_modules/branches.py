@@ -43,6 +43,7 @@ class BranchOptions:
     sequence_encoder: str = "blstm"  # "none": pool the (normalised) inputs directly (a probe)
     input_stats: bool = False  # the pooled vector followed by the mean ⊕ std of the inputs
     stats_norm: bool = False  # standardise pooled statistics (`StatsNorm`)
+    utterance_stats_dim: int = 0  # > 0: the acoustic vector followed by batch.utterance_stats
 
 
 def require(batch: Batch, name: str) -> Tensor:
@@ -103,17 +104,21 @@ class SequenceBranch(nn.Module):
 
 
 class AcousticEncoder(nn.Module):
-    """The acoustic branch alone: frames -> vector, attention over frames."""
+    """The acoustic branch alone: frames -> vector, attention over frames; followed by the
+    clip's standardised statistics where the data gives them (`utterance_stats_dim`)."""
 
     def __init__(self, acoustic_dim: int, options: BranchOptions) -> None:
         super().__init__()
         if options.pooling == "cls":
             raise ModelConfigError("model.pooling 'cls' exists for text only")
         self.branch = SequenceBranch(acoustic_dim, options)
-        self.out_dim = self.branch.out_dim
+        self.stats_dim = options.utterance_stats_dim
+        self.out_dim = self.branch.out_dim + self.stats_dim
 
     def forward(self, batch: Batch) -> EncoderOutput:
         vector, weights = self.branch(require(batch, "acoustic"), require(batch, "acoustic_mask"))
+        if self.stats_dim:
+            vector = torch.cat([vector, require(batch, "utterance_stats")], dim=-1)
         return vector, ({} if weights is None else {"acoustic": weights}), None
 
 
@@ -182,10 +187,10 @@ class WordLevelEncoder(nn.Module):
             raise ModelConfigError(
                 "model.sequence_encoder 'none' does not apply to the hierarchical model"
             )
-        if o.input_stats or o.stats_norm:
+        if o.input_stats or o.stats_norm or o.utterance_stats_dim:
             raise ModelConfigError(
-                "model.input_stats and model.stats_norm do not apply to the hierarchical model "
-                "(no branch pooling)"
+                "model.input_stats, model.stats_norm and data.utterance_stats do not apply to "
+                "the hierarchical model (no branch pooling)"
             )
         if o.pooling not in HierarchicalEncoder.WORD_POOLINGS:
             raise ModelConfigError(

@@ -11,6 +11,8 @@ Every checkpoint `experiments.train` writes holds, besides Lightning's own keys,
   `frame_step_s` (of that front end's frames), `acoustic_layers`;
 - `normalizer`: the training part's normalisation statistics (`Normalizer.state_dict()`), or
   None for a lexical-only model;
+- `stats_normalizer`: the standardisation of utterance statistics (`data.utterance_stats`),
+  None without them (and absent from older records);
 - `data`: corpus, protocol, fold, seed, test/val speakers, max_frames, normalization.
 
 Only tensors and plain containers, so `torch.load(weights_only=True)` reads it: no pickle.
@@ -116,6 +118,7 @@ class LoadedModel:
     record: dict[str, Any]
     normalizer: Normalizer | None
     load_ms: float
+    stats_normalizer: Normalizer | None = None  # a model trained with data.utterance_stats
 
     @property
     def architecture(self) -> str:
@@ -181,7 +184,14 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     try:
         state = record.get("normalizer")
         normalizer = Normalizer.from_state(state) if state else None
+        state = record.get("stats_normalizer")
+        stats_normalizer = Normalizer.from_state(state) if state else None
     except NormalizationError as exc:
         raise CheckpointError(f"checkpoint {path}: {brief(exc)}") from exc
+    if module.hparams.get("utterance_stats_dim") and stats_normalizer is None:
+        raise CheckpointError(
+            f"checkpoint {path}: the model reads utterance statistics but its record has no "
+            "stats_normalizer to standardise them"
+        )
     load_ms = round((time.perf_counter() - t0) * 1e3, 2)
-    return LoadedModel(path, module, record, normalizer, load_ms)
+    return LoadedModel(path, module, record, normalizer, load_ms, stats_normalizer)

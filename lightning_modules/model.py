@@ -43,7 +43,8 @@ class EmotionNet(nn.Module):
     branch of a two-branch fusion (mmb, mmmla) its own linear classifier on its pooled vector,
     for per-branch auxiliary losses (`ModelOutput.branch_logits`). `input_stats` follows each
     sequence branch's pooled vector by the mean ⊕ std of that branch's inputs; `stats_norm`
-    standardises each branch's pooled statistics (`StatsNorm`).
+    standardises each branch's pooled statistics (`StatsNorm`); `utterance_stats_dim` > 0
+    follows the acoustic branch's vector by the batch's `utterance_stats`.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class EmotionNet(nn.Module):
         branch_heads: bool = False,
         input_stats: bool = False,
         stats_norm: bool = False,
+        utterance_stats_dim: int = 0,
     ) -> None:
         super().__init__()
         spec = get_architecture(architecture)
@@ -89,6 +91,7 @@ class EmotionNet(nn.Module):
             sequence_encoder,
             input_stats,
             stats_norm,
+            utterance_stats_dim,
         )
         self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
         self.head = ClassifierHead(out_dim(self.encoder), num_classes, dropout, head_hidden)

@@ -50,6 +50,8 @@ def build_record(
         "class_names": list(class_names),
         "features": features,
         "normalizer": data_state.get("normalizer"),
+        # the standardisation of utterance statistics (data.utterance_stats), else None
+        "stats_normalizer": data_state.get("stats_normalizer"),
         "data": {k: data_state.get(k) for k in data_keys},
     }
 

@@ -66,6 +66,7 @@ class EmotionClassifier(pl.LightningModule):
         acoustic_layers: int = 1,
         lexical_dim: int = 384,
         class_names: list[str] | None = None,
+        utterance_stats_dim: int = 0,
     ) -> None:
         """Recipe switches (training only, all off by default): `time_masks`/`time_width`,
         `feature_masks`/`feature_width` and `frame_dropout` mask acoustic frames (SpecAugment,
@@ -76,7 +77,8 @@ class EmotionClassifier(pl.LightningModule):
         of the training loss, branch losses included (val and test losses stay plain);
         `ema_decay` > 0 validates, tests and saves an exponential moving average of the weights.
         `val/ua_smooth` (an average of val/ua over epochs) is logged for checkpoint selection on
-        small val sets."""
+        small val sets. `utterance_stats_dim` > 0 (linked from the datamodule's
+        `utterance_stats`) joins each clip's standardised statistics to the acoustic branch."""
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ModelConfigError(
@@ -103,6 +105,7 @@ class EmotionClassifier(pl.LightningModule):
             branch_heads=branch_loss > 0,
             input_stats=input_stats,
             stats_norm=stats_norm,
+            utterance_stats_dim=utterance_stats_dim,
         )
         try:
             self.frame_masking = FrameMasking(

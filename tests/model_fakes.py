@@ -92,6 +92,7 @@ class FakeDataModule(pl.LightningDataModule):
         self.class_names = ["ang", "hap", "sad"]
         self.num_classes, self.acoustic_dim, self.lexical_dim = 3, 6, 5
         self.acoustic_layers = 1
+        self.utterance_stats_dim = 0
         self.feature_key = "fake-key"
         items = synthetic_items(60, 3, self.acoustic_dim, self.lexical_dim, self.hparams.seed)
         self.parts = {"train": items[:36], "val": items[36:48], "test": items[48:]}
