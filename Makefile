@@ -88,6 +88,9 @@ benchmark: install  ## real-speech table on speaker folds + baselines: make benc
 layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
 	$(PY) -m experiments.layer_scan $(CORPUS) --acoustic $(or $(ACOUSTIC),whisper_base)
 
+refit: install  ## retrain a sweep's runs on train + val for their best epoch count: make refit DIR=runs/sweeps/pooling
+	$(PY) -m experiments.refit $(DIR) --parallel 2
+
 train: install  ## train one variant: make train CONFIG=configs/mmmla.yaml CORPUS=builtin
 	$(PY) -m experiments.train fit --config $(or $(CONFIG),configs/mmmla.yaml) --data.corpus $(CORPUS)
 
