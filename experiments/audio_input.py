@@ -14,6 +14,11 @@ from datamodules.utterances import Word
 MIN_DURATION_S = 0.25  # shorter clips give fewer frames than the acoustic encoder's context
 WINDOW_S = 30.0  # longer audio is predicted in windows of this length (bounded memory)
 VAD_DBFS = -45.0  # 30 ms frames louder than this count as voice activity
+# ... and so do quieter ones above QUIET_DBFS that stand QUIET_RANGE_DB over the clip's own
+# floor (its 10th-percentile frame): speech recorded at a low level (RAVDESS holds calm and
+# sad clips peaking near -40 dBFS), while steady hum or hiss has no such range
+QUIET_DBFS = -65.0
+QUIET_RANGE_DB = 15.0
 MIN_SPEECH_S = 0.1  # less voice activity than this: "no speech detected"
 
 
@@ -26,20 +31,24 @@ class NoSpeechError(PredictError):
 
 
 def speech_seconds(x: np.ndarray, sr: int = SAMPLE_RATE, dbfs: float = VAD_DBFS) -> float:
-    """Seconds of 30 ms frames whose RMS level is above `dbfs` (a plain energy voice detector)."""
+    """Seconds of 30 ms frames whose RMS level is above `dbfs`, or above `QUIET_DBFS` and
+    `QUIET_RANGE_DB` over the clip's floor (a plain energy voice detector)."""
     hop = int(0.03 * sr)
     n = len(x) // hop
     if n == 0:
         return 0.0
     frames = np.asarray(x[: n * hop], np.float64).reshape(n, hop)
-    rms = np.sqrt((frames**2).mean(axis=1))
-    return float((rms > 10 ** (dbfs / 20)).sum() * hop / sr)
+    level = 10 * np.log10((frames**2).mean(axis=1) + 1e-20)  # dBFS per frame
+    floor = np.percentile(level, 10)
+    quiet = (level > QUIET_DBFS) & (level > floor + QUIET_RANGE_DB)
+    return float(((level > dbfs) | quiet).sum() * hop / sr)
 
 
 def no_speech(name: str, speech_s: float) -> NoSpeechError:
     return NoSpeechError(
-        f"{name}: no speech detected ({speech_s:.2f} s of voice activity above "
-        f"{VAD_DBFS:g} dBFS); nothing to classify"
+        f"{name}: no speech detected ({speech_s:.2f} s of voice activity: frames above "
+        f"{VAD_DBFS:g} dBFS, or above {QUIET_DBFS:g} dBFS and {QUIET_RANGE_DB:g} dB over the "
+        "clip's floor); nothing to classify"
     )
 
 

@@ -7,7 +7,8 @@ beside them (class names, feature config, normalisation statistics), so inferenc
 exactly the features the model was trained on.
 
 Normalisation per speaker: a speaker seen at inference is unknown to the checkpoint, so its
-frames are normalised with the global (training-set) statistics.
+frames (and, for a model trained with `data.utterance_stats`, the clip's statistics) are
+normalised with the global (training-set) statistics.
 """
 
 from __future__ import annotations

@@ -214,3 +214,25 @@ def test_hierarchical_model_answers_wordless_clips_itself(
     )
     assert [w.text for w in spoken.words] == ["kids", "are", "talking"]
     assert spoken.shapes["words"] == [3, hparams["lexical_dim"]] and spoken.note == ""
+
+
+def test_quiet_speech_is_voice_activity_but_steady_hiss_is_not(ravdess_root: Path) -> None:
+    from experiments.audio_input import MIN_SPEECH_S, speech_seconds
+
+    rng = np.random.default_rng(0)
+    sr = 16_000
+    floor = rng.normal(0, 10 ** (-80 / 20), 3 * sr)  # a quiet room
+    burst = np.zeros(3 * sr)
+    t = np.arange(sr) / sr
+    burst[sr : 2 * sr] = 10 ** (-48 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 220 * t)  # -48 dBFS
+    assert speech_seconds((floor + burst).astype(np.float32)) == pytest.approx(1.0, abs=0.1)
+    hiss = rng.normal(0, 10 ** (-60 / 20), 3 * sr).astype(np.float32)  # steady, no range
+    assert speech_seconds(hiss) == 0.0
+    assert speech_seconds(np.full(3 * sr, 10 ** (-50 / 20), np.float32)) == 0.0  # steady hum
+    # a real calm-voiced clip that peaks near -36 dBFS (every frame under -45 dBFS)
+    clip = ravdess_root / "Actor_09" / "03-01-01-01-01-02-09.flac"
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found")
+    x, _ = sf.read(clip, dtype="float32")
+    assert 20 * np.log10(np.abs(x).max()) < -30
+    assert speech_seconds(x) > 10 * MIN_SPEECH_S
