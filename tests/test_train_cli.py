@@ -17,7 +17,7 @@ EXPECTED = {
     "acoustic_last", "acoustic_mean", "acoustic_attention", "lexical_last", "lexical_cls",
     "lexical_mean", "lexical_attention", "mmb", "mmmla", "hierarchical",
     "acoustic_stats", "acoustic_attentive_stats", "acoustic_probe", "acoustic_attentive_probe",
-    "acoustic_attention_tuned",
+    "acoustic_attention_tuned", "acoustic_attention_lld",
 }  # fmt: skip
 
 
