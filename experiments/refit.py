@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.run_record import checkpoint_epoch
-from experiments.sweeps.runner import SweepInterrupted, SweepRunner, summarize
+from experiments.sweeps.runner import SweepRunner, run_for_cli
 from experiments.sweeps.spec import RunSpec
 
 REFIT_SUFFIX = "-refit"
@@ -107,14 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in runs:
             print(run.name, " ".join(runner.command(run)))
         return 0
-    try:
-        results = runner.run()
-    except SweepInterrupted as exc:
-        print(f"refit: {exc}; its runs were stopped (rerun to resume)", file=sys.stderr)
-        return 128 + exc.signum
-    print(summarize(results))
-    print(f"refit: runs in {out}; compare with `python -m experiments.benchmark {out.parent}`")
-    return 1 if any(r.status == "failed" for r in results) else 0
+    hint = f"runs in {out}; compare with `python -m experiments.benchmark {out.parent}`"
+    return run_for_cli(runner, "refit", hint)
 
 
 if __name__ == "__main__":

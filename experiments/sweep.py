@@ -32,6 +32,7 @@ from experiments.sweeps.runner import (
     RunResult,
     SweepInterrupted,
     SweepRunner,
+    run_for_cli,
     stop_process_groups,
     summarize,
 )
@@ -130,14 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sweep: no W&B server is reachable (WANDB_MODE offline/disabled or no network); "
             "running the same sweep with the local runner instead"
         )
-    try:
-        results = SweepRunner(runs, out, parallel=args.parallel).run()
-    except SweepInterrupted as exc:
-        print(f"sweep: {exc}; its runs were stopped (rerun to resume)", file=sys.stderr)
-        return 128 + exc.signum
-    print(summarize(results))
-    print(f"sweep: runs in {out}; report with `python -m experiments.report {out}`")
-    return 1 if any(r.status == "failed" for r in results) else 0
+    runner = SweepRunner(runs, out, parallel=args.parallel)
+    return run_for_cli(
+        runner, "sweep", f"runs in {out}; report with `python -m experiments.report {out}`"
+    )
 
 
 if __name__ == "__main__":

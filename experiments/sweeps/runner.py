@@ -281,3 +281,16 @@ def summarize(results: Sequence[RunResult]) -> str:
     ]
     lines += [f"  FAILED {r.name}: {r.message}" for r in results if r.status == "failed"]
     return "\n".join(lines)
+
+
+def run_for_cli(runner: SweepRunner, prog: str, done: str) -> int:
+    """`runner.run()` for a command-line tool: prints the summary, then `prog: done`; the exit
+    status is 0, 1 when a run failed, 128 + the signal when stopped (rerun to resume)."""
+    try:
+        results = runner.run()
+    except SweepInterrupted as exc:
+        print(f"{prog}: {exc}; its runs were stopped (rerun to resume)", file=sys.stderr)
+        return 128 + exc.signum
+    print(summarize(results))
+    print(f"{prog}: {done}")
+    return 1 if any(r.status == "failed" for r in results) else 0
