@@ -348,6 +348,8 @@ class EmotionDataModule(pl.LightningDataModule):
         speaker_of: dict[str, str] = {}
         for ds in self.datasets.values():
             for u, spk in zip(ds.ids, ds.speakers, strict=True):
+                if u in raw:  # the val part is also in train with fit_on "train+val"
+                    continue
                 x = ds.features.acoustic[u]
                 raw[u] = utterance_stats(
                     self.normalizer.normalize(x, spk) if self.normalizer else x

@@ -98,6 +98,7 @@ FIT_SUFFIX = {"train+val": "", "train": " · train only"}
 
 # Recipe switches a row names when a run turned them on (config key -> label).
 RECIPE_LABELS = {
+    "utterance_stats": "utterance stats",
     "time_masks": "time masks ×{}",
     "feature_masks": "feature masks ×{}",
     "frame_dropout": "frame dropout {}",
@@ -112,13 +113,12 @@ RECIPE_LABELS = {
 
 def recipe_labels(config: dict[str, Any]) -> list[str]:
     """What sets a run apart from the plain recipe: speaker/no normalisation, balanced
-    sampling, a refit on train + val (`experiments.refit`), utterance statistics and every switch in `RECIPE_LABELS` it turned on (runs recorded before a
-    switch existed read as off)."""
+    sampling, a refit on train + val (`experiments.refit`) and every switch in
+    `RECIPE_LABELS` it turned on (runs recorded before a switch existed read as off)."""
     labels = [f"{config['normalization']} norm"] if config.get("normalization") not in (
         None, "global") else []  # fmt: skip
     labels += ["balanced"] if config.get("balanced_sampling") else []
     labels += ["refit on train+val"] if config.get("fit_on") == "train+val" else []
-    labels += ["utterance stats"] if config.get("utterance_stats") else []
     labels += [label.format(config[k]) for k, label in RECIPE_LABELS.items() if config.get(k)]
     return labels
 

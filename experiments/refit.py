@@ -19,12 +19,12 @@ on a rerun, a failed one leaves `FAILED`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.run_record import checkpoint_epoch
+from experiments.runs import ReportError, load_runs
 from experiments.sweeps.runner import SweepRunner, run_for_cli
 from experiments.sweeps.spec import RunSpec
 
@@ -52,17 +52,17 @@ def refit_runs(sweep_dir: Path, epochs: int | None = None) -> list[RunSpec]:
     """One refit per finished run under `sweep_dir` (refits themselves are left out):
     its config, train + val, and its best epoch count (or `epochs` for all)."""
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise RefitError(f"sweep folder {sweep_dir} does not exist")
+    try:
+        found, unreadable = load_runs(sweep_dir)
+    except ReportError as exc:
+        raise RefitError(str(exc)) from exc
+    if unreadable:
+        raise RefitError(f"cannot refit {unreadable[0]}")
     runs = []
-    for path in sorted(sweep_dir.rglob("metrics.json")):
-        run_dir = path.parent
-        try:
-            metrics = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RefitError(f"{path} is not valid JSON ({exc})") from exc
-        if (metrics.get("config") or {}).get("fit_on") == "train+val":
+    for run in found:
+        if run.config.get("fit_on") == "train+val":
             continue
+        run_dir, metrics = run.run_dir, run.metrics
         config = run_dir / "config.yaml"
         if not config.is_file():
             raise RefitError(f"{run_dir} has no config.yaml to refit from")
