@@ -63,6 +63,10 @@ BENCH_TUNED ?= --set config=configs/acoustic_attention_tuned.yaml --set data.nor
 BENCH_TUNED_LLD_FEATURES ?= compare_lld
 BENCH_LLD ?= --set config=configs/acoustic_attention_lld.yaml --set data.normalization=speaker \
   --set data.utterance_stats=true --set model.hidden_size=128
+# TEST_SPEAKERS="A, B": one split testing on exactly those speakers (trained on the others,
+# val drawn from them) instead of the speaker folds, into runs/benchmark/<corpus>-heldout
+BENCH_DIR = runs/benchmark/$(CORPUS)$(if $(TEST_SPEAKERS),-heldout)
+BENCH_SPLIT = $(if $(TEST_SPEAKERS),--set data.protocol=speakers --set "data.test_speakers=[$(TEST_SPEAKERS)]")
 # NAME@N -> "NAME N NAME_lN"; NAME -> "NAME last NAME"
 FS_SPLIT = case $$fs in *@*) name=$${fs%@*}; layer=$${fs\#*@}; dir=$${name}_l$$layer;; \
   *) name=$$fs; layer=last; dir=$$fs;; esac
@@ -70,22 +74,22 @@ FS_SPLIT = case $$fs in *@*) name=$${fs%@*}; layer=$${fs\#*@}; dir=$${name}_l$$l
 define BENCH_SWEEP
 	@for fs in $(1); do $(FS_SPLIT); \
 	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $(subst $(space),$(comma),$(strip $(BENCH_SEEDS))) \
-	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer $(2) \
-	    --out runs/benchmark/$(CORPUS)/$${dir}$(3) --parallel 2 || exit 1; \
+	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer $(2) $(BENCH_SPLIT) \
+	    --out $(BENCH_DIR)/$${dir}$(3) --parallel 2 || exit 1; \
 	done
 endef
-benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4
+benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4 [TEST_SPEAKERS="A, B"]
 	@for fs in $(sort $(BENCH_FEATURES) $(BENCH_RECIPE_FEATURES) $(BENCH_TUNED_FEATURES) $(BENCH_TUNED_LLD_FEATURES)); do $(FS_SPLIT); \
 	  $(PY) -m experiments.features $(CORPUS) --acoustic $$name --acoustic-layer $$layer --modalities acoustic || exit 1; done
 	@for seed in $(BENCH_SEEDS); do for fs in $(BENCH_FEATURES); do $(FS_SPLIT); \
 	  $(PY) -m experiments.sweep configs/sweeps/benchmark.yaml --corpus $(CORPUS) --seeds $$seed \
-	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer \
-	    --out runs/benchmark/$(CORPUS)/$$dir/seed$$seed --parallel 2 || exit 1; \
+	    --set data.acoustic_features=$$name --set data.acoustic_layer=$$layer $(BENCH_SPLIT) \
+	    --out $(BENCH_DIR)/$$dir/seed$$seed --parallel 2 || exit 1; \
 	done; done
 	$(call BENCH_SWEEP,$(BENCH_RECIPE_FEATURES),$(BENCH_RECIPE),_recipe)
 	$(call BENCH_SWEEP,$(BENCH_TUNED_FEATURES),$(BENCH_TUNED),_tuned)
 	$(call BENCH_SWEEP,$(BENCH_TUNED_LLD_FEATURES),$(BENCH_LLD),_tuned_utterance_stats)
-	$(PY) -m experiments.benchmark runs/benchmark/$(CORPUS)
+	$(PY) -m experiments.benchmark $(BENCH_DIR)
 
 layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
 	$(PY) -m experiments.layer_scan $(CORPUS) --acoustic $(or $(ACOUSTIC),whisper_base)

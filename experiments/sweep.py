@@ -81,14 +81,22 @@ __all__ = [
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs; VALUE is parsed as YAML, and `a,b` becomes a list to sweep."""
+    """`KEY=VALUE` pairs; VALUE is parsed as YAML, and `a,b` becomes a list to sweep. A value
+    in YAML flow syntax (`[a, b]`, `{k: v}`) is one value, e.g. data.test_speakers=[A, B]."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise SweepError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        parts = [yaml.safe_load(v) for v in value.split(",")] if "," in value else None
-        out[key.strip()] = parts if parts is not None else yaml.safe_load(value)
+        if "," in value and not value.lstrip().startswith(("[", "{")):
+            out[key.strip()] = [yaml.safe_load(v) for v in value.split(",")]
+            continue
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise SweepError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+        # a list written in flow syntax is one value of a list option, not values to sweep
+        out[key.strip()] = {"value": parsed} if isinstance(parsed, list) else parsed
     return out
 
 

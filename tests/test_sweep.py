@@ -354,6 +354,58 @@ def test_main_job_front_end_choice() -> None:
     assert acoustic_front_end("whisper_tiny", "iemocap", "2") == ("whisper_tiny", "2")
 
 
+def test_a_flow_list_is_one_value_and_a_comma_list_is_swept() -> None:
+    sets = sw.parse_set(
+        ["data.test_speakers=[us_male, uk_female]", "model.hidden_size=8,16", "seed_everything=0"]
+    )
+    spec, runs = sw.build_runs(sw.load_sweep(REPO / "configs/sweeps/smoke.yaml"), sets=sets)
+    assert len(runs) == 2 * 2  # two configs x two widths; the speaker list is not swept
+    args = sw.train_args(runs[0].params, Path("run"))
+    value = args[args.index("--data.test_speakers") + 1]
+    assert yaml.safe_load(value) == ["us_male", "uk_female"]
+    assert all("test_speakers" not in r.name for r in runs)
+    with pytest.raises(sw.SweepError, match="data.test_speakers=\\[a"):
+        sw.parse_set(["data.test_speakers=[a, b"])
+
+
+def test_held_out_speakers_of_your_own_train_and_benchmark_on_that_split(
+    tiny_builtin: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """`--set data.protocol=speakers --set data.test_speakers=[...]`: the runs test on exactly
+    those speakers and the benchmark scores the baselines on the very same split."""
+    from datamodules.corpus import as_corpus
+    from experiments.runs import load_runs
+
+    monkeypatch.setenv("SER_CACHE", str(tiny_builtin))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    speakers = sorted(as_corpus("builtin").table["speaker"].unique())
+    held = speakers[:2]
+    out = tmp_path / "heldout"
+    rc = sw.main(
+        [
+            str(REPO / "configs/sweeps/smoke.yaml"),
+            "--corpus=builtin",
+            "--max-epochs=1",
+            "--set=config=acoustic_attention",
+            "--set=model.hidden_size=8",
+            "--set=wandb=false",
+            "--set=data.protocol=speakers",
+            f"--set=data.test_speakers=[{', '.join(held)}]",
+            f"--out={out}",
+        ]
+    )
+    assert rc == 0
+    (run,), _ = load_runs(out)
+    key, _ = bm.split_of(run)
+    split = bm.load_split(key)
+    table = as_corpus("builtin").table.set_index("utterance_id")
+    assert set(table.loc[split["test"], "speaker"]) == set(held)
+    assert not set(table.loc[split["train"] + split["val"], "speaker"]) & set(held)
+    table_rows, _ = bm.run_benchmark(out)
+    rows = {e["name"]: e for e in table_rows}
+    assert rows["svm functionals"]["folds"] == 1 and rows["acoustic · attention"]["folds"] == 1
+
+
 def test_refit_trains_again_on_train_and_val_for_the_best_epoch_count(
     tiny_builtin: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

@@ -100,10 +100,14 @@ def load_sweep(path: Path) -> SweepSpec:
 
 
 def override(spec: SweepSpec, values: dict[str, Any]) -> SweepSpec:
-    """The spec with parameters fixed (a scalar) or re-swept (a list) from the command line."""
+    """The spec with parameters fixed (a scalar) or re-swept (a list) from the command line; a
+    value given as a parameter spec ({"value": [a, b]}) fixes a list-valued option."""
     params = dict(spec.parameters)
     for key, value in values.items():
-        params[key] = {"values": list(value)} if isinstance(value, list) else {"value": value}
+        if isinstance(value, dict) and set(value) in ({"value"}, {"values"}):
+            params[key] = dict(value)
+        else:
+            params[key] = {"values": list(value)} if isinstance(value, list) else {"value": value}
     return SweepSpec(spec.name, spec.method, spec.metric, params, spec.run_cap, spec.seed, spec.raw)
 
 
