@@ -87,6 +87,8 @@ class Prediction:
     attention: dict[str, list[float]] = field(default_factory=dict)
     gate: list[float] | None = None
     fallback_checkpoint: str | None = None  # the acoustic checkpoint that answered, if one did
+    # an ensemble's members whose probabilities were averaged (empty for one checkpoint)
+    ensemble: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -167,6 +169,13 @@ class FeaturePipeline:
         return out
 
 
+def _feature_key(model: LoadedModel) -> str:
+    """What decides a checkpoint's raw features: its feature config (not its normalisation)."""
+    import json
+
+    return json.dumps(model.feature_config, sort_keys=True, default=str)
+
+
 # ---------------------------------------------------------------------------------------
 # Prediction
 
@@ -180,9 +189,25 @@ class Predictor:
         fallback: str | Path | None = None,
         asr: str = "whisper",
         runs_dir: Path = DEFAULT_RUNS_DIR,
+        ensemble: list[str | Path] | tuple[str | Path, ...] = (),
     ) -> None:
+        """`ensemble`: more checkpoints (e.g. other seeds) whose class probabilities are
+        averaged with this one's; they must predict the same classes. A member that needs
+        words sits out a clip without any; attention and gate come from `checkpoint`."""
         self.model = load_model(checkpoint)
         self.features = FeaturePipeline(self.model)
+        self.members: list[tuple[LoadedModel, FeaturePipeline]] = [(self.model, self.features)]
+        pipelines = {_feature_key(self.model): self.features}
+        for path in ensemble:
+            member = load_model(path)
+            if member.class_names != self.model.class_names:
+                raise PredictError(
+                    f"ensemble checkpoint {member.path} predicts {member.class_names}, but "
+                    f"{self.model.path} predicts {self.model.class_names}"
+                )
+            key = _feature_key(member)  # members with the same features compute them once
+            pipelines.setdefault(key, FeaturePipeline(member))
+            self.members.append((member, pipelines[key]))
         self.asr = asr
         self._fallback_path = Path(fallback) if fallback else None
         self._fallback: tuple[LoadedModel, FeaturePipeline] | None = None
@@ -192,7 +217,7 @@ class Predictor:
 
     @property
     def load_ms(self) -> float:
-        return self.model.load_ms
+        return round(sum(model.load_ms for model, _ in self.members), 2)
 
     def fallback_model(self) -> tuple[LoadedModel, FeaturePipeline]:
         """The acoustic model used when the ASR finds no words (loaded on first need)."""
@@ -340,20 +365,37 @@ class Predictor:
                 text, words = transcript.strip(), words_from_text(transcript)
             else:
                 text, words = transcribe_words(x, self.asr, name)
-        model, pipeline, fallback, note = self.model, self.features, False, ""
-        if not words and model.needs_words:
-            (model, pipeline), fallback = self.fallback_model(), True
-            note = f"no words recognised: {self.model.architecture} needs words"
-        elif not words and model.uses_lexical:
-            note = f"no words recognised: {model.architecture} ran on the acoustic frames only"
+        members, fallback, note = self.members, False, ""
+        if not words:
+            members = [m for m in self.members if not m[0].needs_words]
+            if not members:
+                members, fallback = [self.fallback_model()], True
+                note = f"no words recognised: {self.model.architecture} needs words"
+            elif len(members) < len(self.members):
+                note = f"no words recognised: {len(members)} of the ensemble's models answered"
+            elif self.model.uses_lexical:
+                note = (
+                    f"no words recognised: {self.model.architecture} ran on the acoustic "
+                    "frames only"
+                )
+        model, pipeline = members[0]
         step("features")
-        feats = pipeline.compute(x, words, timings, name)
+        computed = {id(pipeline): pipeline.compute(x, words, timings, name)}
+        for _, other in members[1:]:
+            if id(other) not in computed:
+                computed[id(other)] = other.compute(x, words, timings, name)
+        feats = computed[id(pipeline)]
         step("model")
         with _timed(timings, "model"):
-            batch = self._batch(model, feats, name)
-            with torch.inference_mode():
-                out = model.module(batch)
-            probs = torch.softmax(out.logits.float(), dim=-1)[0].double().numpy()
+            outputs = []
+            for member, member_pipeline in members:
+                batch = self._batch(member, computed[id(member_pipeline)], name)
+                with torch.inference_mode():
+                    outputs.append(member.module(batch))
+            out = outputs[0]  # attention and gate: the first model's
+            probs = np.mean(
+                [torch.softmax(o.logits.float(), dim=-1)[0].double().numpy() for o in outputs], 0
+            )
         probs = probs / probs.sum()
         label = model.class_names[int(probs.argmax())]
         spans = feats["spans"]
@@ -379,6 +421,7 @@ class Predictor:
                 k: v[0].float().tolist() for k, v in (out.attention or {}).items() if v is not None
             },
             gate=None if out.gate is None else out.gate[0].float().tolist(),
+            ensemble=[str(m.path) for m, _ in members] if len(self.members) > 1 else [],
         )
 
     def _batch(self, model: LoadedModel, feats: dict[str, np.ndarray], name: str) -> Any:

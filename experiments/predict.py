@@ -2,6 +2,9 @@
 
     python -m experiments.predict --checkpoint runs/x/checkpoints/best.ckpt a.wav b.flac
 
+`--checkpoint` repeated gives an ensemble (e.g. the seeds of one variant): the class
+probabilities of its models are averaged and `ensemble` lists the checkpoints that answered.
+
 Bad inputs (missing, corrupt, not audio, too short) get one error line on stderr naming the
 file; the other files are still predicted, and the exit status is 1 if any file failed. A file
 without voice activity gets `{"file": ..., "label": null, "no_speech": true, "note": ...}`;
@@ -35,7 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("files", nargs="+", type=Path, help="audio files (wav, flac, mp3, ...)")
     p.add_argument(
-        "--checkpoint", required=True, type=Path, help="a .ckpt written by experiments.train"
+        "--checkpoint",
+        required=True,
+        type=Path,
+        action="append",
+        help="a .ckpt written by experiments.train; repeat it for an ensemble (e.g. seeds) "
+        "whose class probabilities are averaged",
     )
     p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
     p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])
@@ -55,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
-        predictor = Predictor(args.checkpoint, args.fallback, args.asr, args.runs_dir)
+        first, *others = args.checkpoint
+        predictor = Predictor(first, args.fallback, args.asr, args.runs_dir, ensemble=others)
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -236,3 +236,62 @@ def test_quiet_speech_is_voice_activity_but_steady_hiss_is_not(ravdess_root: Pat
     x, _ = sf.read(clip, dtype="float32")
     assert 20 * np.log10(np.abs(x).max()) < -30
     assert speech_seconds(x) > 10 * MIN_SPEECH_S
+
+
+def test_an_ensemble_averages_its_models_and_a_wordless_clip_leaves_out_those_needing_words(
+    models: DemoModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.inference import PredictError, Predictor
+    from lightning_modules.checkpoint import RECORD_KEY, read_checkpoint
+
+    acoustic, mmmla = models.checkpoint("acoustic"), models.checkpoint("mmmla")
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * 16_000) / 16_000
+    x = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.1 * rng.standard_normal(len(t)))
+    x = x.astype(np.float32)
+    text = "kids are talking by the door"
+
+    def probs(pred) -> np.ndarray:
+        return np.array([pred.probabilities[c] for c in sorted(pred.probabilities)])
+
+    alone = {
+        name: Predictor(path, asr="none").predict_waveform(x, "clip", transcript=text)
+        for name, path in (("acoustic", acoustic), ("mmmla", mmmla))
+    }
+    assert not np.allclose(probs(alone["acoustic"]), probs(alone["mmmla"]))
+    both = Predictor(mmmla, asr="none", ensemble=[acoustic])
+    pred = both.predict_waveform(x, "clip", transcript=text)
+    np.testing.assert_allclose(
+        probs(pred), (probs(alone["acoustic"]) + probs(alone["mmmla"])) / 2, atol=1e-6
+    )
+    assert (
+        pred.ensemble == [str(mmmla), str(acoustic)] and pred.attention == alone["mmmla"].attention
+    )
+    # no words: MMMLA sits out, the acoustic member answers alone (no fallback needed)
+    wordless = both.predict_waveform(x, "clip")
+    np.testing.assert_allclose(
+        probs(wordless),
+        probs(Predictor(acoustic, asr="none").predict_waveform(x, "clip")),
+        atol=1e-6,
+    )
+    assert wordless.ensemble == [str(acoustic)] and not wordless.fallback
+    assert "1 of the ensemble's models answered" in wordless.note
+    # the CLI: --checkpoint repeated
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, x, 16_000, subtype="FLOAT")  # the same samples as x
+    rc, stdout, stderr = predict_main(
+        capsys, "--checkpoint", mmmla, "--checkpoint", acoustic, "--transcript", text, clip
+    )
+    assert rc == 0, stderr[-3000:]
+    (out,) = json_lines(stdout)
+    assert out["ensemble"] == [str(mmmla), str(acoustic)]
+    np.testing.assert_allclose(
+        [out["probabilities"][c] for c in sorted(out["probabilities"])], probs(pred), atol=1e-6
+    )
+    # members must predict the same classes
+    ckpt = read_checkpoint(acoustic)
+    record = {**ckpt[RECORD_KEY], "class_names": ["a", "b", "c", "d"]}
+    other = tmp_path / "other.ckpt"
+    torch.save({**ckpt, RECORD_KEY: record}, other)
+    with pytest.raises(PredictError, match="ensemble checkpoint .*other.ckpt predicts"):
+        Predictor(acoustic, ensemble=[other])
