@@ -365,19 +365,7 @@ class Predictor:
                 text, words = transcript.strip(), words_from_text(transcript)
             else:
                 text, words = transcribe_words(x, self.asr, name)
-        members, fallback, note = self.members, False, ""
-        if not words:
-            members = [m for m in self.members if not m[0].needs_words]
-            if not members:
-                members, fallback = [self.fallback_model()], True
-                note = f"no words recognised: {self.model.architecture} needs words"
-            elif len(members) < len(self.members):
-                note = f"no words recognised: {len(members)} of the ensemble's models answered"
-            elif self.model.uses_lexical:
-                note = (
-                    f"no words recognised: {self.model.architecture} ran on the acoustic "
-                    "frames only"
-                )
+        members, fallback, note = self._answering(bool(words))
         model, pipeline = members[0]
         step("features")
         computed = {id(pipeline): pipeline.compute(x, words, timings, name)}
@@ -423,6 +411,28 @@ class Predictor:
             gate=None if out.gate is None else out.gate[0].float().tolist(),
             ensemble=[str(m.path) for m, _ in members] if len(self.members) > 1 else [],
         )
+
+    def _answering(
+        self, has_words: bool
+    ) -> tuple[list[tuple[LoadedModel, FeaturePipeline]], bool, str]:
+        """(models that answer, whether that is the acoustic fallback, a note): without words,
+        the models that need them sit out; the fallback answers if none is left."""
+        if has_words:
+            return self.members, False, ""
+        members = [m for m in self.members if not m[0].needs_words]
+        if not members:
+            note = f"no words recognised: {self.model.architecture} needs words"
+            return [self.fallback_model()], True, note
+        if len(members) < len(self.members):
+            return (
+                members,
+                False,
+                (f"no words recognised: {len(members)} of the ensemble's models answered"),
+            )
+        if self.model.uses_lexical:
+            arch = self.model.architecture
+            return members, False, f"no words recognised: {arch} ran on the acoustic frames only"
+        return members, False, ""
 
     def _batch(self, model: LoadedModel, feats: dict[str, np.ndarray], name: str) -> Any:
         """A one-item Batch normalised with the checkpoint's statistics (global for a new speaker)."""
