@@ -50,8 +50,12 @@ Protocol = Literal["sd8020", "loso", "lospko", "speakers", "official", "speaker_
 PROTOCOLS: tuple[str, ...] = ("sd8020", "loso", "lospko", "speakers", "official", "speaker_kfold")
 SPEAKER_INDEPENDENT: tuple[str, ...] = ("loso", "lospko", "speakers", "speaker_kfold")
 DEFAULT_FOLDS = 5
-VAL_SPEAKER_FRACTION = 0.15  # speaker_kfold: share of the training speakers held for val
+VAL_SPEAKER_FRACTION = 0.15  # speaker_kfold, speakers: share of the training speakers held for val
 MIN_VAL_SPEAKERS = 2
+# Protocols whose val is several training speakers, balanced by gender (the others: one
+# speaker, or lospko's session partner); `speakers` joined on 2026-11-29, its split folder
+# tagged so that files drawn with one val speaker before are not reused
+SEVERAL_VAL_SPEAKERS = ("speaker_kfold", "speakers")
 PARTS: tuple[str, ...] = ("train", "val", "test")
 TEST_FRACTION = 0.2
 
@@ -194,6 +198,8 @@ def split_path(
         name = f"{protocol}-k{folds}-seed{seed}"
     if protocol == "speakers" and test_speakers:
         name += "-spk" + _speaker_tag(test_speakers)
+        if not val_speakers:
+            name += "-mv"  # several val speakers (SEVERAL_VAL_SPEAKERS)
     if val_speakers:
         name += "-val" + _speaker_tag(val_speakers)
     if val_fraction != 0.1:
@@ -349,7 +355,7 @@ def _val_speakers(
             if len(mates) == 2:
                 return mates - test_spk
     candidates = sorted(set(table["speaker"]) - test_spk)
-    if protocol == "speaker_kfold" and len(candidates) > MIN_VAL_SPEAKERS:
+    if protocol in SEVERAL_VAL_SPEAKERS and len(candidates) > MIN_VAL_SPEAKERS:
         n_val = max(MIN_VAL_SPEAKERS, int(round(VAL_SPEAKER_FRACTION * len(candidates))))
         by_gender = _by_gender(table, candidates)
         queues = [list(rng.permutation(spk)) for _, spk in sorted(by_gender.items())]

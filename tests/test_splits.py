@@ -115,6 +115,12 @@ def test_explicit_speakers(table: pd.DataFrame) -> None:
     assert_partition(table, split)
     assert speakers(table, split["test"]) == {"Ses01F", "Ses02M"}
     assert speakers(table, split["val"]) == {"Ses03F"}
+    # val drawn by the suite: several training speakers, as in speaker_kfold, never one
+    drawn = make_split(table, "speakers", test_speakers=["Ses01F", "Ses02M"], seed=3)
+    assert_partition(table, drawn)
+    val_spk = speakers(table, drawn["val"])
+    assert len(val_spk) >= 2 and not val_spk & {"Ses01F", "Ses02M"}
+    assert not val_spk & speakers(table, drawn["train"])
     with pytest.raises(SplitError, match="Nobody"):
         make_split(table, "speakers", test_speakers=["Nobody"])
     with pytest.raises(SplitError, match="needs test_speakers"):
@@ -177,7 +183,9 @@ def test_stale_split_file_is_redrawn_naming_the_file(table: pd.DataFrame, capsys
 def test_speakers_split_files_differ_by_speakers(table: pd.DataFrame) -> None:
     a = split_path("toy", "speakers", test_speakers=["Ses01F"])
     b = split_path("toy", "speakers", test_speakers=["Ses02F"])
-    assert a != b and a.parent.name == "speakers-seed0-spkSes01F"
+    assert a != b and a.parent.name == "speakers-seed0-spkSes01F-mv"  # several val speakers
+    given = split_path("toy", "speakers", test_speakers=["Ses01F"], val_speakers=["Ses03F"])
+    assert given.parent.name == "speakers-seed0-spkSes01F-valSes03F"
 
 
 def test_re_prepared_corpus_redraws_its_split(table: pd.DataFrame, capsys) -> None:
