@@ -76,3 +76,24 @@ def test_python_command_module_and_options_exist(command: str) -> None:
             continue  # LightningCLI's own and config keys (checked by the train tests)
         name = option[2:]
         assert f'"{option}"' in source or f'"{name}"' in source, f"{command}: {option} unknown"
+
+
+def test_make_benchmark_on_speakers_of_your_own() -> None:
+    def dry_run(*variables: str) -> str:
+        proc = subprocess.run(
+            ["make", "-n", "benchmark", "CORPUS=c", "BENCH_FEATURES=", *variables],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.replace("\\\n", " ")  # continuation lines joined
+
+    held = dry_run("TEST_SPEAKERS=A, B")
+    sweeps = [line for line in held.splitlines() if "experiments.sweep" in line]
+    assert sweeps and all(
+        '--set data.protocol=speakers --set "data.test_speakers=[A, B]"' in line
+        and "--out runs/benchmark/c-heldout/" in line
+        for line in sweeps
+    )
+    assert "-m experiments.benchmark runs/benchmark/c-heldout" in held
+    folds = dry_run()
+    assert "data.protocol=speakers" not in folds and "-heldout" not in folds
