@@ -64,8 +64,10 @@ BENCH_TUNED_LLD_FEATURES ?= compare_lld
 BENCH_LLD ?= --set config=configs/acoustic_attention_lld.yaml --set data.normalization=speaker \
   --set data.utterance_stats=true --set model.hidden_size=128
 # TEST_SPEAKERS="A, B": one split testing on exactly those speakers (trained on the others,
-# val drawn from them) instead of the speaker folds, into runs/benchmark/<corpus>-heldout
-BENCH_DIR = runs/benchmark/$(CORPUS)$(if $(TEST_SPEAKERS),-heldout)
+# val drawn from them) instead of the speaker folds, into runs/benchmark/<corpus>-heldout/A+B;
+# the table covers every held-out set run so far (each one a fold of it)
+BENCH_TABLE = runs/benchmark/$(CORPUS)$(if $(TEST_SPEAKERS),-heldout)
+BENCH_DIR = $(BENCH_TABLE)$(if $(TEST_SPEAKERS),/$(subst $(space),,$(subst $(comma),+,$(TEST_SPEAKERS))))
 BENCH_SPLIT = $(if $(TEST_SPEAKERS),--set data.protocol=speakers --set "data.test_speakers=[$(TEST_SPEAKERS)]")
 # NAME@N -> "NAME N NAME_lN"; NAME -> "NAME last NAME"
 FS_SPLIT = case $$fs in *@*) name=$${fs%@*}; layer=$${fs\#*@}; dir=$${name}_l$$layer;; \
@@ -89,7 +91,7 @@ benchmark: install  ## real-speech table on speaker folds + baselines: make benc
 	$(call BENCH_SWEEP,$(BENCH_RECIPE_FEATURES),$(BENCH_RECIPE),_recipe)
 	$(call BENCH_SWEEP,$(BENCH_TUNED_FEATURES),$(BENCH_TUNED),_tuned)
 	$(call BENCH_SWEEP,$(BENCH_TUNED_LLD_FEATURES),$(BENCH_LLD),_tuned_utterance_stats)
-	$(PY) -m experiments.benchmark $(BENCH_DIR)
+	$(PY) -m experiments.benchmark $(BENCH_TABLE)
 
 layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
 	$(PY) -m experiments.layer_scan $(CORPUS) --acoustic $(or $(ACOUSTIC),whisper_base)

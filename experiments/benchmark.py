@@ -77,6 +77,14 @@ def split_of(run: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return key, {"data": data, "features": record["features"]}
 
 
+def fold_of(key: tuple[Any, ...]) -> int | str:
+    """A split's fold in the table: its fold number, or for protocol `speakers` its test
+    speakers ("A+B"), so that several held-out sets are several folds, not one."""
+    if key[1] == "speakers" and key[5]:
+        return "+".join(sorted(map(str, key[5])))
+    return int(key[3])
+
+
 def load_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
     from datamodules.splits import DEFAULT_FOLDS, load_or_create_split
 
@@ -148,7 +156,7 @@ def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]
     for run in runs:
         groups[(*variant_key(run), *recipe_labels(run.config))].append(run)
     rows: dict[tuple, Row] = {}
-    probs: dict[tuple, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    probs: dict[tuple, dict[int | str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for base, members in groups.items():
         settings = [run_settings(r.config) for r in members]
         known = set.intersection(*(set(s) for s in settings))
@@ -161,7 +169,7 @@ def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]
             key = (*base, *extra)
             parts = (arch, pooling, fusion, transcripts, *base[8:], *extra)
             row = rows.setdefault(key, Row(" · ".join(p for p in parts if p), features, "model"))
-            fold = int(splits[str(run.run_dir)][3])
+            fold = fold_of(splits[str(run.run_dir)])
             row.add(fold, run.metrics)
             try:
                 probs[key][fold].append(run.predictions())
@@ -223,7 +231,7 @@ def baseline_rows(
     norms = ("", " · speaker norm") if speaker_norm else ("",)
     for key, info in sorted(splits.items(), key=lambda kv: str(kv[0])):
         corpus = as_corpus(str(key[0]))
-        fold = int(key[3])
+        fold = fold_of(key)
         split = load_split(key)
         index = {c: i for i, c in enumerate(corpus.classes)}
         ids = corpus.table["utterance_id"].tolist()

@@ -28,15 +28,16 @@ class Row:
     name: str
     features: str
     kind: str  # "model", "ensemble" or "baseline"
-    per_fold: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    # by fold number, or by test speakers for held-out speaker sets (`benchmark.fold_of`)
+    per_fold: dict[int | str, list[dict[str, float]]] = field(default_factory=dict)
 
-    def add(self, fold: int, scores: dict[str, float]) -> None:
+    def add(self, fold: int | str, scores: dict[str, float]) -> None:
         self.per_fold.setdefault(fold, []).append({m: float(scores[m]) for m in METRICS})
 
     def values(self, metric: str) -> list[float]:
         return [s[metric] for runs in self.per_fold.values() for s in runs]
 
-    def fold_means(self, metric: str = "ua") -> dict[int, float]:
+    def fold_means(self, metric: str = "ua") -> dict[int | str, float]:
         return {f: float(np.mean([s[metric] for s in v])) for f, v in self.per_fold.items()}
 
     @property
@@ -47,7 +48,7 @@ class Row:
 def compare(row: Row, other: Row) -> dict[str, Any] | None:
     """Wilcoxon on per-fold UA means over the folds both rows have (None if < 2 folds)."""
     a, b = row.fold_means(), other.fold_means()
-    folds = sorted(a.keys() & b.keys())
+    folds = sorted(a.keys() & b.keys(), key=str)
     if len(folds) < 2:
         return None
     res = wilcoxon([a[f] for f in folds], [b[f] for f in folds])
@@ -71,7 +72,9 @@ def build_table(rows: list[Row]) -> list[dict[str, Any]]:
         for m in METRICS:
             s = mean_sd_ci(row.values(m))
             entry[m] = {"mean": s.mean, "sd": s.sd, "n": s.n}
-        entry["per_fold_ua"] = {str(f): v for f, v in sorted(row.fold_means().items())}
+        entry["per_fold_ua"] = {
+            str(f): v for f, v in sorted(row.fold_means().items(), key=lambda kv: str(kv[0]))
+        }
         if best is not None and row is not best:
             entry["vs_best_baseline"] = compare(row, best)
         ref = attention.get(row.features)

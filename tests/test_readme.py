@@ -91,7 +91,7 @@ def test_make_benchmark_on_speakers_of_your_own() -> None:
     sweeps = [line for line in held.splitlines() if "experiments.sweep" in line]
     assert sweeps and all(
         '--set data.protocol=speakers --set "data.test_speakers=[A, B]"' in line
-        and "--out runs/benchmark/c-heldout/" in line
+        and "--out runs/benchmark/c-heldout/A+B/" in line
         for line in sweeps
     )
     assert "-m experiments.benchmark runs/benchmark/c-heldout" in held

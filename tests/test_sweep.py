@@ -404,6 +404,17 @@ def test_held_out_speakers_of_your_own_train_and_benchmark_on_that_split(
     table_rows, _ = bm.run_benchmark(out)
     rows = {e["name"]: e for e in table_rows}
     assert rows["svm functionals"]["folds"] == 1 and rows["acoustic · attention"]["folds"] == 1
+    # a second held-out set beside it is a second fold of the table, not the same one
+    other = speakers[2:4]
+    argv = [str(REPO / "configs/sweeps/smoke.yaml"), "--corpus=builtin", "--max-epochs=1"]
+    argv += ["--set=config=acoustic_attention", "--set=model.hidden_size=8", "--set=wandb=false"]
+    argv += ["--set=data.protocol=speakers", f"--set=data.test_speakers=[{', '.join(other)}]"]
+    assert sw.main([*argv, f"--out={tmp_path / 'heldout2'}"]) == 0
+    table_rows, _ = bm.run_benchmark(tmp_path)
+    rows = {e["name"]: e for e in table_rows}
+    for name in ("svm functionals", "acoustic · attention"):
+        assert rows[name]["folds"] == 2
+        assert set(rows[name]["per_fold_ua"]) == {"+".join(held), "+".join(other)}
 
 
 def test_refit_trains_again_on_train_and_val_for_the_best_epoch_count(
