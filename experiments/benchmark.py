@@ -58,10 +58,11 @@ def split_of(run: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """(split key, checkpoint record's data and features) of a run, from its checkpoint."""
     from lightning_modules.checkpoint import read_checkpoint, read_record
 
-    ckpt = run.metrics.get("checkpoint")
-    if not ckpt or not Path(ckpt).is_file():
+    ckpt = run.checkpoint_path
+    if ckpt is None or not ckpt.is_file():
+        recorded = run.metrics.get("checkpoint")
         raise BenchmarkError(
-            f"{run.run_dir}: its checkpoint {ckpt!r} is gone; the split is unknown"
+            f"{run.run_dir}: its checkpoint {recorded!r} is gone; the split is unknown"
         )
     record = read_record(read_checkpoint(ckpt), Path(ckpt))
     data = record["data"]

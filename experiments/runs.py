@@ -53,6 +53,18 @@ class RunRecord:
         return self.metrics.get("config") or {}
 
     @property
+    def checkpoint_path(self) -> Path | None:
+        """The run's checkpoint: the file of the recorded name in the run's own `checkpoints/`
+        where there is one (the run folder may have been moved or copied since it recorded an
+        absolute path), else the path metrics.json records."""
+        recorded = self.metrics.get("checkpoint")
+        if not recorded:
+            return None
+        path = Path(str(recorded))
+        own = self.run_dir / "checkpoints" / path.name
+        return own if own.is_file() else path
+
+    @property
     def predictions_path(self) -> Path:
         return self.run_dir / str(self.metrics.get("predictions") or PREDICTIONS_FILE)
 

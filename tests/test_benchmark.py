@@ -219,3 +219,18 @@ def test_the_run_record_carries_the_training_settings() -> None:
         "batch_size": 16,
         "bucketing": False,
     }
+
+
+def test_a_moved_run_folder_still_finds_its_checkpoint(tmp_path: Path) -> None:
+    from experiments.runs import RunRecord
+
+    old = tmp_path / "old" / "run"
+    new = tmp_path / "new" / "run"
+    (new / "checkpoints").mkdir(parents=True)
+    (new / "checkpoints" / "best.ckpt").write_bytes(b"x")
+    recorded = str(old / "checkpoints" / "best.ckpt")
+    assert RunRecord(new, {"checkpoint": recorded}).checkpoint_path == new / "checkpoints/best.ckpt"
+    elsewhere = RunRecord(tmp_path / "test-only", {"checkpoint": recorded})
+    assert elsewhere.checkpoint_path == Path(recorded)  # not in its folder: as recorded
+    with pytest.raises(bm.BenchmarkError, match="is gone"):
+        bm.split_of(elsewhere)
