@@ -14,9 +14,7 @@ normalised with the global (training-set) statistics.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ import numpy as np
 import torch
 
 from datamodules.audio import SAMPLE_RATE, AudioError, audio_info
-from datamodules.utterances import Word
 from experiments.audio_input import (  # noqa: F401 - the prediction API, re-exported
     MIN_DURATION_S,
     MIN_SPEECH_S,
@@ -41,6 +38,11 @@ from experiments.audio_input import (  # noqa: F401 - the prediction API, re-exp
     window_bounds,
     words_from_text,
 )
+from experiments.inference_features import (  # noqa: F401 - FeaturePipeline re-exported
+    FeaturePipeline,
+    feature_key,
+    timed,
+)
 from experiments.model_finder import (  # noqa: F401 - re-exported
     DEFAULT_RUNS_DIR,
     checkpoint_record,
@@ -48,10 +50,7 @@ from experiments.model_finder import (  # noqa: F401 - re-exported
     find_fallback,
     load_model,
 )
-from lightning_modules.checkpoint import (
-    LoadedModel,
-    brief,
-)
+from lightning_modules.checkpoint import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -97,85 +96,6 @@ class Prediction:
         return out
 
 
-@contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = round(timings.get(name, 0.0) + (time.perf_counter() - t0) * 1e3, 2)
-
-
-# ---------------------------------------------------------------------------------------
-# Features, exactly as in training
-
-
-class FeaturePipeline:
-    """The training-time feature code (`datamodules.features`) with the checkpoint's config."""
-
-    def __init__(self, model: LoadedModel) -> None:
-        from datamodules.features import FeatureConfig, FeatureError, LexicalEncoder
-        from datamodules.features.frontends import build_frontend
-        from datamodules.packaged import PackagedModelError
-
-        try:
-            self.config = FeatureConfig(**model.feature_config)
-            # Frames are always computed: they give the words' spans (and voiced frames) even
-            # for a lexical-only model, as the feature cache does. The checkpoint's front end
-            # (ComParE LLDs, Whisper, hf:<path>) encodes the clip as the cache did.
-            self.acoustic = build_frontend(
-                self.config.acoustic_features,
-                feature_set=self.config.feature_set,
-                layer=self.config.acoustic_layer,
-            )
-            self.frame_step_s = self.acoustic.frame_step_s
-            self.lexical = LexicalEncoder(self.config) if model.uses_lexical else None
-        except (
-            FeatureError,
-            PackagedModelError,
-            TypeError,
-            ValueError,
-            OSError,
-            ImportError,
-        ) as exc:
-            # an encoder or front end not available here, a feature key this version lacks
-            raise PredictError(
-                f"checkpoint {model.path}: its features cannot be made: {brief(exc)}"
-            ) from exc
-
-    def compute(
-        self, x: np.ndarray, words: list[Word], timings: dict[str, float], name: str = "input"
-    ) -> dict[str, np.ndarray]:
-        """Raw (un-normalised) features: acoustic (T, F), words (W, D), cls (D,), spans (W, 2)."""
-        from datamodules.features import FeatureError, word_spans
-        from datamodules.features.acoustic import voiced_frames
-
-        out: dict[str, np.ndarray] = {}
-        try:
-            with _timed(timings, "acoustic"):
-                frames = self.acoustic.encode(x)
-                lld = self.config.acoustic_features == "compare_lld"
-                voiced = voiced_frames(frames) if lld else None
-            out["acoustic"] = frames
-            with _timed(timings, "lexical"):
-                if self.lexical is not None and words:
-                    vectors, cls, spans = self.lexical.encode(words, len(frames), voiced)
-                    out["words"], out["cls"] = vectors, cls
-                else:
-                    spans = word_spans(words, len(frames), voiced, self.frame_step_s)
-            out["spans"] = spans
-        except FeatureError as exc:
-            raise PredictError(f"{name}: {exc}") from exc
-        return out
-
-
-def _feature_key(model: LoadedModel) -> str:
-    """What decides a checkpoint's raw features: its feature config (not its normalisation)."""
-    import json
-
-    return json.dumps(model.feature_config, sort_keys=True, default=str)
-
-
 # ---------------------------------------------------------------------------------------
 # Prediction
 
@@ -197,7 +117,7 @@ class Predictor:
         self.model = load_model(checkpoint)
         self.features = FeaturePipeline(self.model)
         self.members: list[tuple[LoadedModel, FeaturePipeline]] = [(self.model, self.features)]
-        pipelines = {_feature_key(self.model): self.features}
+        pipelines = {feature_key(self.model): self.features}
         for path in ensemble:
             member = load_model(path)
             if member.class_names != self.model.class_names:
@@ -205,7 +125,7 @@ class Predictor:
                     f"ensemble checkpoint {member.path} predicts {member.class_names}, but "
                     f"{self.model.path} predicts {self.model.class_names}"
                 )
-            key = _feature_key(member)  # members with the same features compute them once
+            key = feature_key(member)  # members with the same features compute them once
             pipelines.setdefault(key, FeaturePipeline(member))
             self.members.append((member, pipelines[key]))
         self.asr = asr
@@ -257,12 +177,12 @@ class Predictor:
         n = int(info.frames * SAMPLE_RATE / info.sample_rate)
         bounds = window_bounds(n, window_s)
         if len(bounds) == 1 or transcript is not None:  # a given transcript is for the whole clip
-            with _timed(timings, "load"):
+            with timed(timings, "load"):
                 x = read_audio(path)
             return self.predict_clip(x, name, transcript, timings, window_s=window_s)
 
         def read(a: int, b: int) -> np.ndarray:
-            with _timed(timings, "load"):
+            with timed(timings, "load"):
                 return read_audio(path, a / SAMPLE_RATE, b / SAMPLE_RATE)
 
         return self._predict_windows(read, bounds, name, timings, None, window_s)
@@ -360,7 +280,7 @@ class Predictor:
         check_duration(x, name)
         step = progress or (lambda _msg: None)
         step("speech recognition")
-        with _timed(timings, "asr"):
+        with timed(timings, "asr"):
             if transcript is not None:
                 text, words = transcript.strip(), words_from_text(transcript)
             else:
@@ -374,7 +294,7 @@ class Predictor:
                 computed[id(other)] = other.compute(x, words, timings, name)
         feats = computed[id(pipeline)]
         step("model")
-        with _timed(timings, "model"):
+        with timed(timings, "model"):
             outputs = []
             for member, member_pipeline in members:
                 batch = self._batch(member, computed[id(member_pipeline)], name)
