@@ -132,6 +132,12 @@ def recipe_labels(config: dict[str, Any]) -> list[str]:
     return labels
 
 
+def selection_labels(metrics: dict[str, Any]) -> list[str]:
+    """A run whose checkpoint was chosen on another val metric than val/ua says which."""
+    monitor = (metrics.get("selection") or {}).get("monitor")
+    return [f"selected on {monitor}"] if monitor not in (None, "val/ua") else []
+
+
 def run_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The `SETTING_KEYS` a run recorded (older records lack some: those are not compared);
     a probe has no BLSTM, so its encoder size is not one of them."""
@@ -155,7 +161,8 @@ def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]
     seed-ensemble row where a fold has ≥ 2 seeds."""
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        groups[(*variant_key(run), *recipe_labels(run.config))].append(run)
+        labels = [*recipe_labels(run.config), *selection_labels(run.metrics)]
+        groups[(*variant_key(run), *labels)].append(run)
     rows: dict[tuple, Row] = {}
     probs: dict[tuple, dict[int | str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for base, members in groups.items():

@@ -234,3 +234,16 @@ def test_a_moved_run_folder_still_finds_its_checkpoint(tmp_path: Path) -> None:
     assert elsewhere.checkpoint_path == Path(recorded)  # not in its folder: as recorded
     with pytest.raises(bm.BenchmarkError, match="is gone"):
         bm.split_of(elsewhere)
+
+
+def test_runs_selected_on_another_val_metric_get_their_own_row(tmp_path: Path) -> None:
+    plain, key = _run(tmp_path, "a", 0.7)
+    smooth, _ = _run(tmp_path, "b", 0.8)
+    smooth.metrics["selection"] = {"monitor": "val/ua_smooth", "mode": "max", "best": 0.8}
+    plain.metrics["selection"] = {"monitor": "val/ua", "mode": "max", "best": 0.7}
+    rows = {
+        r.name: r
+        for r in bm.model_rows([plain, smooth], {str(r.run_dir): key for r in (plain, smooth)})
+    }
+    assert set(rows) == {"acoustic · attention", "acoustic · attention · selected on val/ua_smooth"}
+    assert bm.selection_labels({"selection": None}) == []
