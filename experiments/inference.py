@@ -14,7 +14,7 @@ normalised with the global (training-set) statistics.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,7 @@ class Predictor:
         fallback: str | Path | None = None,
         asr: str = "whisper",
         runs_dir: Path = DEFAULT_RUNS_DIR,
-        ensemble: list[str | Path] | tuple[str | Path, ...] = (),
+        ensemble: Sequence[str | Path] = (),
     ) -> None:
         """`ensemble`: more checkpoints (e.g. other seeds) whose class probabilities are
         averaged with this one's; they must predict the same classes. A member that needs

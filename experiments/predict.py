@@ -2,8 +2,9 @@
 
     python -m experiments.predict --checkpoint runs/x/checkpoints/best.ckpt a.wav b.flac
 
-`--checkpoint` repeated gives an ensemble (e.g. the seeds of one variant): the class
-probabilities of its models are averaged and `ensemble` lists the checkpoints that answered.
+`--checkpoint` repeated gives an ensemble (e.g. the seeds of one variant), and a folder stands
+for every `checkpoints/best.ckpt` under it: the class probabilities of the models are
+averaged and `ensemble` lists the checkpoints that answered.
 
 Bad inputs (missing, corrupt, not audio, too short) get one error line on stderr naming the
 file; the other files are still predicted, and the exit status is 1 if any file failed. A file
@@ -43,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         action="append",
         help="a .ckpt written by experiments.train; repeat it for an ensemble (e.g. seeds) "
-        "whose class probabilities are averaged",
+        "whose class probabilities are averaged; a folder stands for every "
+        "checkpoints/best.ckpt under it",
     )
     p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
     p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])
@@ -59,11 +61,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def checkpoints(paths: list[Path]) -> list[Path]:
+    """The checkpoint files: a folder (e.g. a sweep of seeds) gives every
+    `checkpoints/best.ckpt` under it, in path order; PredictError for a folder without one."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.rglob("checkpoints/best.ckpt"))
+            if not found:
+                raise PredictError(f"no checkpoints/best.ckpt under {path}")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
-        first, *others = args.checkpoint
+        first, *others = checkpoints(args.checkpoint)
         predictor = Predictor(first, args.fallback, args.asr, args.runs_dir, ensemble=others)
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -288,6 +288,15 @@ def test_an_ensemble_averages_its_models_and_a_wordless_clip_leaves_out_those_ne
     np.testing.assert_allclose(
         [out["probabilities"][c] for c in sorted(out["probabilities"])], probs(pred), atol=1e-6
     )
+    # a folder stands for every checkpoints/best.ckpt under it
+    rc, stdout, stderr = predict_main(
+        capsys, "--checkpoint", models.runs / "demo", "--transcript", text, clip
+    )
+    assert rc == 0, stderr[-3000:]
+    (out,) = json_lines(stdout)
+    assert out["ensemble"] == [str(acoustic), str(mmmla)]  # path order
+    rc, _, stderr = predict_main(capsys, "--checkpoint", tmp_path, clip)
+    assert rc == 2 and f"no checkpoints/best.ckpt under {tmp_path}" in stderr
     # members must predict the same classes
     ckpt = read_checkpoint(acoustic)
     record = {**ckpt[RECORD_KEY], "class_names": ["a", "b", "c", "d"]}
