@@ -192,7 +192,7 @@ def split_path(
     val_fraction: float = 0.1,
     folds: int = DEFAULT_FOLDS,
 ) -> Path:
-    """`cache/<corpus>/splits/<protocol>[-k<K>]-seed<S>[-spk..][-val..][-vf..]/fold<K>.json`."""
+    """`cache/<corpus>/splits/<protocol>[-k<K>]-seed<S>[-spk..[-mv]][-val..][-vf..]/fold<K>.json`."""
     name = f"{protocol}-seed{seed}"
     if protocol == "speaker_kfold":
         name = f"{protocol}-k{folds}-seed{seed}"
