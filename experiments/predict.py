@@ -69,7 +69,7 @@ def checkpoints(paths: list[Path]) -> list[Path]:
         if path.is_dir():
             found = sorted(path.rglob("checkpoints/best.ckpt"))
             if not found:
-                raise PredictError(f"no checkpoints/best.ckpt under {path}")
+                raise PredictError(f"{path} is a folder with no checkpoints/best.ckpt under it")
             out += found
         else:
             out.append(path)

@@ -296,7 +296,7 @@ def test_an_ensemble_averages_its_models_and_a_wordless_clip_leaves_out_those_ne
     (out,) = json_lines(stdout)
     assert out["ensemble"] == [str(acoustic), str(mmmla)]  # path order
     rc, _, stderr = predict_main(capsys, "--checkpoint", tmp_path, clip)
-    assert rc == 2 and f"no checkpoints/best.ckpt under {tmp_path}" in stderr
+    assert rc == 2 and f"{tmp_path} is a folder with no checkpoints/best.ckpt" in stderr
     # members must predict the same classes
     ckpt = read_checkpoint(acoustic)
     record = {**ckpt[RECORD_KEY], "class_names": ["a", "b", "c", "d"]}
