@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.run_record import checkpoint_epoch
-from experiments.runs import ReportError, load_runs
+from experiments.runs import ReportError, RunRecord, load_runs
 from experiments.sweeps.runner import SweepRunner, run_for_cli
 from experiments.sweeps.spec import RunSpec
 
@@ -35,15 +35,16 @@ class RefitError(Exception):
     """A run folder that cannot be refitted; the message names it."""
 
 
-def run_epochs(run_dir: Path, metrics: dict) -> int:
+def run_epochs(run: RunRecord) -> int:
     """The epochs a run's checkpoint was chosen after (1-based), from its budget record or
-    the checkpoint itself."""
-    budget = metrics.get("budget") or {}
-    epochs = budget.get("best_epoch") or checkpoint_epoch(metrics.get("checkpoint"))
+    the checkpoint itself (`RunRecord.checkpoint_path`: found in a moved run folder too)."""
+    budget = run.metrics.get("budget") or {}
+    ckpt = run.checkpoint_path
+    epochs = budget.get("best_epoch") or checkpoint_epoch(str(ckpt) if ckpt else None)
     if not epochs:
         raise RefitError(
-            f"{run_dir}/metrics.json records no best epoch and its checkpoint "
-            f"{metrics.get('checkpoint')!r} cannot be read"
+            f"{run.run_dir}/metrics.json records no best epoch and its checkpoint "
+            f"{run.metrics.get('checkpoint')!r} cannot be read"
         )
     return int(epochs)
 
@@ -62,11 +63,11 @@ def refit_runs(sweep_dir: Path, epochs: int | None = None) -> list[RunSpec]:
     for run in found:
         if run.config.get("fit_on") == "train+val":
             continue
-        run_dir, metrics = run.run_dir, run.metrics
+        run_dir = run.run_dir
         config = run_dir / "config.yaml"
         if not config.is_file():
             raise RefitError(f"{run_dir} has no config.yaml to refit from")
-        n = epochs or run_epochs(run_dir, metrics)
+        n = epochs or run_epochs(run)
         params = {
             "config": str(config.resolve()),
             "data.fit_on": "train+val",
