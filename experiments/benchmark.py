@@ -64,7 +64,7 @@ def split_of(run: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
         raise BenchmarkError(
             f"{run.run_dir}: its checkpoint {recorded!r} is gone; the split is unknown"
         )
-    record = read_record(read_checkpoint(ckpt), Path(ckpt))
+    record = read_record(read_checkpoint(ckpt), ckpt)
     data = record["data"]
     key = (
         data.get("corpus"),

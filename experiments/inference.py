@@ -38,7 +38,7 @@ from experiments.audio_input import (  # noqa: F401 - the prediction API, re-exp
     window_bounds,
     words_from_text,
 )
-from experiments.inference_features import (  # noqa: F401 - FeaturePipeline re-exported
+from experiments.inference_features import (
     FeaturePipeline,
     feature_key,
     timed,
