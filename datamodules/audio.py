@@ -62,6 +62,21 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray
     return resample_poly(x, sr_out // g, sr_in // g).astype(np.float32)
 
 
+def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """The signal played `factor` times as fast (tempo and pitch together, as Kaldi's speed
+    perturbation): resampled to len(x) / factor samples, read at the same rate."""
+    if factor <= 0:
+        raise AudioError(f"a speed factor must be > 0, got {factor}")
+    if factor == 1.0:
+        return x
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(1 / factor).limit_denominator(100)
+    return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
 def load_audio(
     path: str | Path,
     start_s: float | None = None,

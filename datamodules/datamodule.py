@@ -19,6 +19,7 @@ literature (and logged). Speakers unknown at inference fall back to the global t
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
@@ -33,6 +34,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 from datamodules.corpus import PreparedCorpus
 from datamodules.dataset import UtteranceDataset, collate
 from datamodules.normalization import NORMALIZATIONS, Normalizer
+from datamodules.perturb import PerturbError, check_factors, copy_id, speed_view
 from datamodules.sampling import BucketBatchSampler, EpochSampler
 from datamodules.splits import DEFAULT_FOLDS, PARTS, load_or_create_split
 from datamodules.utterance_stats import (
@@ -129,13 +131,16 @@ class EmotionDataModule(pl.LightningDataModule):
         test_transcripts: Literal["gold", "asr"] | None = None,
         fit_on: Literal["train", "train+val"] = "train",
         utterance_stats: bool = False,
+        speed_perturb: list[float] | None = None,
     ) -> None:
         """`acoustic_features`: compare_lld, whisper_tiny, whisper_base or hf:<local path>
         (`acoustic_layer`: an index, last or all for hf:); `feature_device`: cpu, cuda or auto,
         where a neural front end runs when the cache is filled. `fit_on` "train+val" trains
         on the val speakers too (the refit of `experiments.refit`; val figures are then
         in-sample); the split and the test part are unchanged. `utterance_stats` adds each
-        clip's frame statistics, standardised per speaker (`datamodules.utterance_stats`)."""
+        clip's frame statistics, standardised per speaker (`datamodules.utterance_stats`).
+        `speed_perturb` (e.g. [0.9, 1.1]) also trains on a copy of each training clip played at
+        each factor (`datamodules.perturb`); val and test are never perturbed."""
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
@@ -151,6 +156,10 @@ class EmotionDataModule(pl.LightningDataModule):
             raise DataModuleError(f"transcripts must be one of {TRANSCRIPTS}, got '{bad[0]}'")
         if fit_on not in FIT_ON:
             raise DataModuleError(f"fit_on must be one of {FIT_ON}, got '{fit_on}'")
+        try:
+            self.speed_perturb = check_factors(speed_perturb)
+        except PerturbError as exc:
+            raise DataModuleError(str(exc)) from exc
         if batch_size < 1 or num_workers < 0 or (max_frames is not None and max_frames < 1):
             raise DataModuleError("batch_size and max_frames must be >= 1, num_workers >= 0")
         self.save_hyperparameters()
@@ -190,6 +199,7 @@ class EmotionDataModule(pl.LightningDataModule):
         self.lexical_dim = 0
         self.frame_step_s = 0.01  # of the acoustic frames (from the feature cache's meta)
         self.datasets: dict[str, UtteranceDataset] = {}
+        self.copies: list[str] = []  # ids of the speed-perturbed copies trained on
         self._extracted = False
         self._loaded_state: dict[str, Any] | None = None
         self._prepared: PreparedCorpus | None = None
@@ -225,6 +235,9 @@ class EmotionDataModule(pl.LightningDataModule):
         options = {"device": self.feature_device} if self.feature_device != "cpu" else {}
         for source in self._sources():
             FEATURES.extract(self.view(source), config, self.modalities, **options)
+        for factor in self.speed_perturb:  # copies of the whole corpus: every fold reuses them
+            view = speed_view(self.view(self.transcripts), factor)
+            FEATURES.extract(view, config, self.modalities, **options)
         self._extracted = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -261,6 +274,8 @@ class EmotionDataModule(pl.LightningDataModule):
         self.acoustic_layers = int(meta.get("acoustic_layers") or 1)
 
         speaker_of, label_of = corpus.speaker_of, corpus.label_of
+        if self.speed_perturb:
+            features, speaker_of, label_of = self._add_copies(train_view, features)
         index = {c: i for i, c in enumerate(self.class_names)}
         if self._loaded_state is not None:  # resumed or rebuilt from a checkpoint
             self._apply_state(self._loaded_state)
@@ -272,7 +287,7 @@ class EmotionDataModule(pl.LightningDataModule):
                 "in-sample; set the epoch count beforehand (experiments.refit does)"
             )
         for part in PARTS:
-            ids = self.fit_ids() if part == "train" else self.split[part]
+            ids = [*self.fit_ids(), *self.copies] if part == "train" else self.split[part]
             self.datasets[part] = UtteranceDataset(
                 ids,
                 [index[label_of[u]] for u in ids],
@@ -286,16 +301,39 @@ class EmotionDataModule(pl.LightningDataModule):
         self._add_utterance_stats()
         self._warn_long(features)
         log.info(
-            "%s %s fold %d: %s utterances, classes %s, features %s, transcripts %s -> test %s",
+            "%s %s fold %d: %s utterances (+%d speed-perturbed copies), classes %s, features %s, "
+            "transcripts %s -> test %s",
             self.corpus,
             self.protocol,
             self.fold,
             {p: len(v) for p, v in self.split.items()},
+            len(self.copies),
             self.class_names,
             self.feature_key,
             self.transcripts,
             self.test_transcripts,
         )
+
+    def _add_copies(
+        self, train_view: PreparedCorpus, features: Any
+    ) -> tuple[Any, dict[str, str], dict[str, str]]:
+        """`features` with the speed-perturbed copies of every clip added, and the speakers and
+        labels of clips and copies; sets `copies` to those of the clips trained on."""
+        merged = copy.copy(features)
+        for attr in ("acoustic", "words", "cls", "spans"):
+            setattr(merged, attr, dict(getattr(features, attr, None) or {}))
+        speaker_of, label_of = dict(self.prepared.speaker_of), dict(self.prepared.label_of)
+        self.copies = []
+        for factor in self.speed_perturb:
+            view = speed_view(train_view, factor)
+            extra = FEATURES.load(view, FEATURES.key(view, self.feature_config), self.modalities)
+            for attr in ("acoustic", "words", "cls", "spans"):
+                getattr(merged, attr).update(getattr(extra, attr, None) or {})
+            speaker_of.update(view.speaker_of)
+            label_of.update(view.label_of)
+            have = set(extra.acoustic if "acoustic" in self.modalities else extra.words)
+            self.copies += [c for c in (copy_id(u, factor) for u in self.fit_ids()) if c in have]
+        return merged, speaker_of, label_of
 
     def _feature_config(self) -> Any:
         acoustic = {}
@@ -332,7 +370,7 @@ class EmotionDataModule(pl.LightningDataModule):
                 "normalization='speaker': each speaker's statistics, test speakers included, come "
                 "from that speaker's own (unlabelled) frames, as is standard in the SER literature"
             )
-        used = {u for part in PARTS for u in self.split[part]}
+        used = {u for part in PARTS for u in self.split[part]} | set(self.copies)
         frames = {u: x for u, x in features.acoustic.items() if u in used}
         return Normalizer.fit(frames, self.fit_ids(), speaker_of, self.normalization)
 
@@ -489,6 +527,7 @@ class EmotionDataModule(pl.LightningDataModule):
             "normalization": self.normalization,
             "normalizer": self.normalizer.state_dict() if self.normalizer else None,
             "utterance_stats": self.utterance_stats,
+            "speed_perturb": list(self.speed_perturb),
             "stats_normalizer": self.stats_normalizer.state_dict()
             if self.stats_normalizer
             else None,

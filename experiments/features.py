@@ -22,12 +22,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from datamodules.audio import AudioError  # noqa: E402
+from datamodules.corpus import PreparedCorpus  # noqa: E402
 from datamodules.features import (  # noqa: E402
     FeatureConfig,
     FeatureError,
     extract,
     store,  # noqa: E402
 )
+from datamodules.perturb import PerturbError, check_factors, speed_view  # noqa: E402
 from datamodules.utterances import CorpusError, corpus_dir, read_table  # noqa: E402
 
 log = logging.getLogger("experiments.features")
@@ -168,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         default="acoustic,lexical",
         help="comma-separated subset of acoustic,lexical",
     )
+    parser.add_argument(
+        "--speed-perturb",
+        default="",
+        help="comma-separated speed factors, e.g. 0.9,1.1: also cache the corpus's copies at "
+        "those speeds (what data.speed_perturb trains on)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -194,24 +202,27 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
-        report = extract(
-            args.corpus,
-            config,
-            modalities,
-            args.workers,
-            progress=not args.no_progress,
-            device=args.device,
-            shard=args.shard,
-            shard_size=args.shard_size,
-        )
-    except (FeatureError, CorpusError, AudioError) as exc:
+        factors = check_factors([f for f in args.speed_perturb.split(",") if f.strip()])
+        corpus = PreparedCorpus.load(args.corpus)
+        for view in (corpus, *(speed_view(corpus, f) for f in factors)):
+            report = extract(
+                view,
+                config,
+                modalities,
+                args.workers,
+                progress=not args.no_progress,
+                device=args.device,
+                shard=args.shard,
+                shard_size=args.shard_size,
+            )
+            print(f"key: {report.key}")
+            print(f"cache: {corpus_dir(args.corpus) / report.key}")
+            print(f"shards: {report.done() or 'all cached, nothing to do'}")
+            if not report.complete:
+                print(f"shard {args.shard} done; the cache is complete once every shard has run")
+    except (FeatureError, CorpusError, AudioError, PerturbError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"key: {report.key}")
-    print(f"cache: {corpus_dir(args.corpus) / report.key}")
-    print(f"shards: {report.done() or 'all cached, nothing to do'}")
-    if not report.complete:
-        print(f"shard {args.shard} done; the cache is complete once every shard has run")
     return 0
 
 

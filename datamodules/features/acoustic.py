@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.audio import SAMPLE_RATE, AudioError, load_audio, resample
+from datamodules.audio import SAMPLE_RATE, AudioError, change_speed, load_audio, resample
 from datamodules.features.config import FRAME_STEP_S, FeatureError
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,16 @@ class AcousticExtractor:
         return np.ascontiguousarray(frames)
 
     def from_file(
-        self, path: str | Path, start_s: float | None = None, end_s: float | None = None
+        self,
+        path: str | Path,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        speed: float = 1.0,
     ) -> np.ndarray:
-        """(T, 65) float32 LLD frames of a file, or of its segment [start_s, end_s)."""
+        """(T, 65) float32 LLD frames of a file, or of its segment [start_s, end_s), played
+        `speed` times as fast (`change_speed`)."""
         try:
-            x = load_audio(path, start_s, end_s)
+            x = change_speed(load_audio(path, start_s, end_s), speed)
         except AudioError as exc:
             raise AcousticError(str(exc)) from exc
         return self.from_waveform(x, SAMPLE_RATE, name=str(path))

@@ -103,9 +103,24 @@ def has_audio(table: pd.DataFrame) -> bool:
     return bool((table["audio_path"].astype(str) != "").any())
 
 
+def audio_columns(table: pd.DataFrame) -> list[str]:
+    """The table columns that say what audio an utterance's frames come from (`speed` where a
+    speed-perturbed copy has one: `datamodules.perturb`)."""
+    cols = ["utterance_id", "audio_path", "start_s", "end_s"]
+    return cols + ["speed"] if "speed" in table.columns else cols
+
+
+def speed_tag(table: pd.DataFrame) -> str:
+    """ "-sp0.9" for a table of copies played at speed 0.9 (the feature key's slug), else ""."""
+    if "speed" not in table.columns or not len(table):
+        return ""
+    speeds = sorted({float(v) for v in table["speed"]})
+    return "-sp" + "+".join(f"{v:g}" for v in speeds)
+
+
 def acoustic_part_hash(table: pd.DataFrame, config: FeatureConfig) -> str:
     """Sub-hash of the acoustic part: feature set, code version, audio files and segments."""
-    cols = ["utterance_id", "audio_path", "start_s", "end_s"]
+    cols = audio_columns(table)
     return _sha(
         config.feature_set, *acoustic_fields(config), ACOUSTIC_VERSION, _columns_hash(table, cols)
     )[:16]
@@ -138,7 +153,7 @@ def shard_hashes(
             config.feature_set,
             *acoustic_fields(config),
             ACOUSTIC_VERSION,
-            _columns_hash(sub, ["utterance_id", "audio_path", "start_s", "end_s"]),
+            _columns_hash(sub, audio_columns(table)),
         )[:16]
         lex = _sha(
             config.encoder,
@@ -166,6 +181,8 @@ def feature_key_for_table(
     parts: tuple[object, ...] = (_key_fields(config), FEATURE_CODE_VERSION, table_hash(table))
     if transcripts != "gold":  # gold keys stay what they were before ASR transcripts existed
         parts += (f"transcripts={transcripts}",)
+    if "speed" in table.columns:  # likewise keys of tables without speed-perturbed copies
+        parts += (_columns_hash(table, ["speed"]),)
     digest = _sha(*parts)[:12]
     acoustic = config.feature_set.lower()
     if acoustic_fields(config):
@@ -174,7 +191,7 @@ def feature_key_for_table(
     slug = f"{acoustic}-{encoder_slug(config.encoder)}-{config.layers}-{config.word_pooling}"
     if transcripts != "gold":
         slug += f"-{transcripts}"
-    return f"{slug}-{digest}"
+    return f"{slug}{speed_tag(table)}-{digest}"
 
 
 def feature_key(corpus: str | PreparedCorpus, config: FeatureConfig) -> str:

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from datamodules.audio import AudioError, load_audio
+from datamodules.audio import AudioError, change_speed, load_audio
 from datamodules.corpus import PreparedCorpus, as_corpus
 from datamodules.features.acoustic import (
     ACOUSTIC_DIM,
@@ -438,6 +438,13 @@ def _optional(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
+def row_speed(row: Any) -> float:
+    """The speed a table row's audio is played at (1.0 without a `speed` column:
+    `datamodules.perturb` adds one)."""
+    value = _optional(row.get("speed"))
+    return 1.0 if value is None else value
+
+
 # ------------------------------------------------------------------------- acoustic workers
 
 _WORKER: AcousticExtractor | None = None
@@ -450,8 +457,11 @@ def _init_worker(feature_set: str, parent: int | None = None) -> None:
     _WORKER = AcousticExtractor(feature_set)
 
 
-def _extract_one(task: tuple[str, float | None, float | None]) -> np.ndarray | str:
-    """(path, start_s, end_s) -> (T, 65) float32, in a pool worker with its own Smile; a clip
+AudioTask = tuple[str, float | None, float | None, float]  # path, start_s, end_s, speed
+
+
+def _extract_one(task: AudioTask) -> np.ndarray | str:
+    """(path, start_s, end_s, speed) -> (T, 65) float32, in a pool worker with its own Smile; a clip
     that cannot be used (truncated, undecodable, too short) gives the reason instead."""
     assert _WORKER is not None
     try:
@@ -542,7 +552,14 @@ def build_acoustic(
     for i in todo:
         for uid in part.shards[i]:
             row = rows.loc[uid]
-            tasks.append((row["audio_path"], _optional(row["start_s"]), _optional(row["end_s"])))
+            tasks.append(
+                (
+                    row["audio_path"],
+                    _optional(row["start_s"]),
+                    _optional(row["end_s"]),
+                    row_speed(row),
+                )
+            )
             seconds += float(row["duration_s"]) if pd.notna(row["duration_s"]) else 0.0
     name = config.acoustic_features
     if tasks:
@@ -607,15 +624,15 @@ def _hidden_size(config: FeatureConfig, dim: int) -> int:
 
 
 def _frontend_map(
-    frontend: AcousticFrontEnd, tasks: list[tuple[str, float | None, float | None]]
+    frontend: AcousticFrontEnd, tasks: list[AudioTask]
 ) -> Generator[np.ndarray, None, None]:
-    """Frames of each (path, start_s, end_s), in order; `batch` clips per encode call."""
+    """Frames of each (path, start_s, end_s, speed), in order; `batch` clips per encode call."""
     batch = int(getattr(frontend, "batch_size", 1))
     for s in range(0, len(tasks), batch):
         waves = []
-        for path, start, end in tasks[s : s + batch]:
+        for path, start, end, factor in tasks[s : s + batch]:
             try:
-                waves.append(load_audio(path, start, end))
+                waves.append(change_speed(load_audio(path, start, end), factor))
             except AudioError as exc:
                 raise AcousticError(str(exc)) from exc
         yield from frontend.encode_many(waves)
