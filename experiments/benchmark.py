@@ -108,6 +108,7 @@ FIT_SUFFIX = {"train+val": "", "train": " · train only"}
 # Recipe switches a row names when a run turned them on (config key -> label).
 RECIPE_LABELS = {
     "utterance_stats": "utterance stats",
+    "speed_perturb": "speed perturbation {}",
     "time_masks": "time masks ×{}",
     "feature_masks": "feature masks ×{}",
     "frame_dropout": "frame dropout {}",

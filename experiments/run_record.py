@@ -53,6 +53,7 @@ RECORD_DATA_KEYS = (
     "balanced_sampling",
     "fit_on",
     "utterance_stats",
+    "speed_perturb",
     *DATA_SETTING_KEYS,
 )
 # Record fields that tag a W&B run (`corpus:iemocap`, ...).

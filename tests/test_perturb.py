@@ -168,6 +168,7 @@ def test_training_part_gains_the_copies_and_nothing_else_changes(
 
 
 def test_a_training_run_with_speed_perturbation_records_it(cache_dir: Path, tmp_path: Path) -> None:
+    from experiments.benchmark import recipe_labels
     from experiments.train import main
 
     write_table(
@@ -184,6 +185,9 @@ def test_a_training_run_with_speed_perturbation_records_it(cache_dir: Path, tmp_
     )  # fmt: skip
     metrics = json.loads((root / "metrics.json").read_text())
     assert metrics["n"] == 4  # the test speaker's own clips, never a copy
+    assert metrics["config"]["speed_perturb"] == [0.9, 1.1]
+    # the benchmark gives such runs a row of their own
+    assert "speed perturbation [0.9, 1.1]" in recipe_labels(metrics["config"])
     ckpt = torch.load(root / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
     state = ckpt["EmotionDataModule"]
     assert state["speed_perturb"] == [0.9, 1.1]
