@@ -43,9 +43,9 @@ def check_factors(factors: Sequence[float] | None) -> list[float]:
     return sorted(set(out))
 
 
-def copy_id(utterance_id: str, factor: float) -> str:
-    """The id of a clip's copy at speed `factor`."""
-    return f"{utterance_id}@sp{factor:g}"
+def copy_id(name: str, factor: float) -> str:
+    """The id of a clip's copy at speed `factor` (and the name of a speaker's copy)."""
+    return f"{name}@sp{factor:g}"
 
 
 def _scaled_words(words: Any, factor: float) -> str:
@@ -61,7 +61,7 @@ def speed_view(corpus: PreparedCorpus, factor: float) -> PreparedCorpus:
     """`corpus` as copies played at speed `factor` (see the module docstring)."""
     table = corpus.table.copy()
     table["utterance_id"] = [copy_id(u, factor) for u in table["utterance_id"]]
-    table["speaker"] = [f"{s}@sp{factor:g}" for s in table["speaker"].astype(str)]
+    table["speaker"] = [copy_id(s, factor) for s in table["speaker"].astype(str)]
     table["speed"] = factor
     table["words"] = [_scaled_words(w, factor) for w in table["words"]]
     if "duration_s" in table.columns:
