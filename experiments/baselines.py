@@ -1,7 +1,9 @@
 """Classic baselines the suite's models are compared with, one split (fold) at a time.
 
-- `functionals(files, corpus=...) -> (N, 6373)`: openSMILE ComParE_2016 functionals, cached
-  per corpus in `cache/<corpus>/functionals/` (npz, read without pickle).
+- `functionals(files, corpus=..., speed=...) -> (N, 6373)`: openSMILE ComParE_2016
+  functionals, cached per corpus in `cache/<corpus>/functionals/` (npz, read without pickle);
+  with `speed` != 1 of each file played that much faster (`datamodules.audio.change_speed`,
+  the models' speed perturbation), cached apart.
 - `svm_on_functionals(train_X, train_y, test_X, test_y, val=...)`: standardised functionals
   and a linear SVM, C picked on the validation part's UA.
 - `logistic_probe(train_states, train_y, test_states, test_y, val=...)`: a logistic regression
@@ -54,16 +56,30 @@ def scores(
         }
 
 
-def _cache_file(corpus: str, files: Sequence[str]) -> Path:
+def _cache_file(corpus: str, files: Sequence[str], speed: float = 1.0) -> Path:
     h = hashlib.sha256(FEATURE_SET.encode())
     for f in files:  # the file list and each file's size and mtime
         st = os.stat(f)
         h.update(f"\n{f}\t{st.st_size}\t{st.st_mtime_ns}".encode())
-    return corpus_dir(corpus) / "functionals" / f"{FEATURE_SET}-{h.hexdigest()[:16]}.npz"
+    tag = "" if speed == 1.0 else f"-sp{speed:g}"
+    return corpus_dir(corpus) / "functionals" / f"{FEATURE_SET}{tag}-{h.hexdigest()[:16]}.npz"
 
 
-def functionals(files: Sequence[str], *, corpus: str, workers: int = 1) -> np.ndarray:
-    """(N, 6373) float32 ComParE_2016 functionals of whole audio files, cached per corpus."""
+def _sped_up_functionals(smile: Any, files: Sequence[str], speed: float) -> np.ndarray:
+    from datamodules.audio import SAMPLE_RATE, change_speed, load_audio
+
+    rows = [
+        smile.process_signal(change_speed(load_audio(f), speed), SAMPLE_RATE).to_numpy()[0]
+        for f in files
+    ]
+    return np.stack(rows).astype(np.float32)
+
+
+def functionals(
+    files: Sequence[str], *, corpus: str, workers: int = 1, speed: float = 1.0
+) -> np.ndarray:
+    """(N, 6373) float32 ComParE_2016 functionals of whole audio files, cached per corpus;
+    `speed` != 1: of each file played that many times as fast (one process)."""
     import opensmile
 
     files = [str(f) for f in files]
@@ -72,7 +88,7 @@ def functionals(files: Sequence[str], *, corpus: str, workers: int = 1) -> np.nd
         raise BaselineError(
             f"corpus '{corpus}': {len(missing)} audio files missing, e.g. {missing[0]!r}"
         )
-    path = _cache_file(corpus, files)
+    path = _cache_file(corpus, files, speed)
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
             if data["files"].tolist() == files:
@@ -83,7 +99,10 @@ def functionals(files: Sequence[str], *, corpus: str, workers: int = 1) -> np.nd
         multiprocessing=workers > 1,
         num_workers=workers,
     )
-    x = smile.process_files(files).to_numpy(dtype=np.float32)
+    if speed == 1.0:
+        x = smile.process_files(files).to_numpy(dtype=np.float32)
+    else:
+        x = _sped_up_functionals(smile, files, speed)
     buf = io.BytesIO()
     np.savez(buf, x=x, files=np.array(files, dtype=str))
     atomic_write_bytes(path, buf.getvalue())
@@ -124,9 +143,11 @@ def _fit_scored(
     test: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
     refit: bool = True,
+    val_copies: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Pick the grid value on val UA (fitted on train), refit on train + val (with `refit`;
-    otherwise keep the train-only fit, the data a neural model trains on), score on test."""
+    otherwise keep the train-only fit, the data a neural model trains on), score on test.
+    `val_copies`: rows that join val in the refit only (its speed-perturbed copies)."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -147,7 +168,9 @@ def _fit_scored(
         }
         best = max(grid, key=lambda c: (val_ua[c], -c))
         if refit:
-            xtr, ytr = np.concatenate([xtr, val[0]]), np.concatenate([ytr, val[1]])
+            extra = [val, *([val_copies] if val_copies is not None else [])]
+            xtr = np.concatenate([xtr, *(x for x, _ in extra)])
+            ytr = np.concatenate([ytr, *(y for _, y in extra)])
     else:
         best = grid[len(grid) // 2]
     t0 = time.perf_counter()
@@ -169,15 +192,16 @@ def svm_on_functionals(
     val: tuple[np.ndarray, np.ndarray] | None = None,
     grid: Sequence[float] = C_GRID,
     refit: bool = True,
+    val_copies: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Standardised features + linear SVM; C on val UA, then refit on train + val (`refit`);
-    test scores."""
+    """Standardised features + linear SVM; C on val UA, then refit on train + val (`refit`,
+    with `val_copies` too); test scores."""
     from sklearn.svm import LinearSVC
 
     def make(c: float) -> Any:
         return LinearSVC(C=c, max_iter=20000, dual=True)
 
-    out = _fit_scored(make, grid, (train_X, train_y), (test_X, test_y), val, refit)
+    out = _fit_scored(make, grid, (train_X, train_y), (test_X, test_y), val, refit, val_copies)
     return {**out, "feature_dim": int(np.asarray(train_X).shape[1])}
 
 

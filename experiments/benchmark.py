@@ -6,6 +6,7 @@ checkpoint record, so baselines and models see identical speakers) computes the 
 baselines:
 
 - `svm functionals`: openSMILE ComParE_2016 functionals + linear SVM (`experiments.baselines`),
+  and where runs trained on speed-perturbed copies, the SVM trained on the same copies too,
 - `lr probe <feature set>`: logistic regression on the mean ⊕ std of the cached frames of each
   acoustic feature set the runs used (the linear probe a sequence model must beat).
 
@@ -214,22 +215,43 @@ def _ensemble_scores(preds: Sequence[Any]) -> dict[str, float]:
 # Baselines on the same splits
 
 
+def _functional_matrix(
+    corpus: Any, speed: float, norm: bool, workers: int, memo: dict[tuple, np.ndarray]
+) -> np.ndarray:
+    """The corpus's functionals in table order (of its clips played at `speed`), standardised
+    per speaker with `norm` (a copy's speaker is a speaker of its own: its own statistics)."""
+    from experiments.baselines import functionals, standardise_by_speaker
+
+    key = (corpus.name, speed, norm)
+    if key not in memo:
+        paths = corpus.table["audio_path"].astype(str).tolist()
+        x = functionals(paths, corpus=corpus.name, workers=workers, speed=speed)
+        if norm:
+            x = np.stack(standardise_by_speaker(list(x), corpus.table["speaker"].astype(str)))
+        memo[key] = x
+    return memo[key]
+
+
 def baseline_rows(
     splits: dict[tuple, dict[str, Any]],
     workers: int = 1,
     with_svm: bool = True,
     speaker_norm: bool = False,
     fits: Sequence[str] = ("train+val",),
+    speed_sets: Sequence[tuple[float, ...]] = (),
 ) -> list[Row]:
     """SVM on functionals and an LR probe per acoustic feature key, on each distinct split;
     with `speaker_norm` (some run normalised per speaker) each once more on features
     standardised per speaker (`baselines.standardise_by_speaker`), rows named so. `fits`:
     "train+val" refits on train + val after choosing C on val (the classic recipe), "train"
-    keeps the train-only fit (the data the models train on), in rows named "· train only"."""
+    keeps the train-only fit (the data the models train on), in rows named "· train only".
+    `speed_sets` (the factors of runs trained on speed-perturbed copies): the SVM once more per
+    set, trained on the clips and their copies as those runs were (each copy a speaker of its
+    own for the per-speaker standardisation; C chosen on the val clips; the refit takes val's
+    copies too), in rows named "· speed perturbation [...]"."""
     from datamodules.corpus import as_corpus
     from datamodules.features import load
     from experiments.baselines import (
-        functionals,
         probe_on_split,
         standardise_by_speaker,
         svm_on_functionals,
@@ -237,6 +259,7 @@ def baseline_rows(
 
     rows: dict[str, Row] = {}
     feature_cache: dict[tuple[str, str], Any] = {}
+    memo: dict[tuple, np.ndarray] = {}
     norms = ("", " · speaker norm") if speaker_norm else ("",)
     for key, info in sorted(splits.items(), key=lambda kv: str(kv[0])):
         corpus = as_corpus(str(key[0]))
@@ -247,29 +270,30 @@ def baseline_rows(
         speakers = corpus.table["speaker"].astype(str).tolist()
 
         label_of = {u: index[corpus.label_of[u]] for u in ids}
+        row_of = {u: i for i, u in enumerate(ids)}
 
         def labels(ids: list[str], label_of: dict = label_of) -> np.ndarray:
             return np.array([label_of[u] for u in ids])
 
         for norm in norms if with_svm else ():
-            x = functionals(
-                corpus.table["audio_path"].astype(str).tolist(), corpus=corpus.name, workers=workers
-            )
-            if norm:
-                x = np.stack(standardise_by_speaker(list(x), speakers))
-            row_of = {u: i for i, u in enumerate(ids)}
-
-            def fx(
-                part: str, x: np.ndarray = x, row_of: dict = row_of, split: dict = split
-            ) -> np.ndarray:
-                return x[[row_of[u] for u in split[part]]]
-
-            for fit in fits:
+            idx = {p: [row_of[u] for u in split[p]] for p in ("train", "val", "test")}
+            y = {p: labels(split[p]) for p in idx}
+            for factors, fit in ((f, fit) for f in [(), *speed_sets] for fit in fits):
+                x = {s: _functional_matrix(corpus, s, bool(norm), workers, memo)
+                     for s in (1.0, *factors)}  # fmt: skip
+                copies = {p: [x[s][idx[p]] for s in factors] for p in ("train", "val")}
                 out = svm_on_functionals(
-                    fx("train"), labels(split["train"]), fx("test"), labels(split["test"]),
-                    val=(fx("val"), labels(split["val"])), refit=fit == "train+val",
+                    np.concatenate([x[1.0][idx["train"]], *copies["train"]]),
+                    np.concatenate([y["train"]] * (1 + len(factors))),
+                    x[1.0][idx["test"]], y["test"], val=(x[1.0][idx["val"]], y["val"]),
+                    refit=fit == "train+val",
+                    val_copies=(np.concatenate(copies["val"]),
+                                np.concatenate([y["val"]] * len(factors))) if factors else None,
                 )  # fmt: skip
-                name = SVM_ROW + norm + FIT_SUFFIX[fit]
+                perturbed = (" · " + RECIPE_LABELS["speed_perturb"].format(list(factors))) * bool(
+                    factors
+                )
+                name = SVM_ROW + perturbed + norm + FIT_SUFFIX[fit]
                 rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
                 rows[name].add(fold, out)
         for fkey, norm in ((f, n) for f in sorted(info["feature_keys"]) for n in norms):
@@ -322,8 +346,10 @@ def run_benchmark(
     if len(corpora) != 1:
         raise BenchmarkError(f"runs of several corpora under {runs_dir}: {sorted(corpora)}")
     speaker_norm = any(run.config.get("normalization") == "speaker" for run in runs)
+    speed_sets = sorted({tuple(r.config["speed_perturb"]) for r in runs if r.config.get(
+        "speed_perturb")})  # fmt: skip
     rows = model_rows(runs, run_split) + baseline_rows(
-        splits, workers, with_svm, speaker_norm, fits
+        splits, workers, with_svm, speaker_norm, fits, speed_sets
     )
     table = build_table(rows)
     md = write_outputs(table, Path(out or runs_dir), corpora.pop(), time.perf_counter() - t0)

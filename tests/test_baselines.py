@@ -144,6 +144,53 @@ def test_baseline_scores_on_a_split_and_the_functionals_cache(
     assert baselines.baseline_scores("r4", split)["ua"] == out["ua"]
 
 
+def test_functionals_of_sped_up_clips_are_those_of_the_sped_up_audio(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import opensmile
+    import soundfile as sf
+
+    from datamodules.audio import change_speed
+
+    t = np.arange(16000) / 16000
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + t)).astype(np.float32), 16000)
+    plain = baselines.functionals([str(wav)], corpus="tone")
+    fast = baselines.functionals([str(wav)], corpus="tone", speed=1.25)
+    smile = opensmile.Smile(
+        feature_set=opensmile.FeatureSet.ComParE_2016,
+        feature_level=opensmile.FeatureLevel.Functionals,
+    )
+    x = sf.read(wav, dtype="float32")[0]
+    by_hand = smile.process_signal(change_speed(x, 1.25), 16000).to_numpy()[0]
+    np.testing.assert_allclose(fast[0], by_hand, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fast, plain)
+    names = sorted(f.name for f in (cache_dir / "tone" / "functionals").glob("*.npz"))
+    assert len(names) == 2 and "-sp1.25-" in names[1]
+    monkeypatch.setattr(opensmile, "Smile", None)  # a rerun reads each speed's own cache
+    np.testing.assert_array_equal(
+        baselines.functionals([str(wav)], corpus="tone", speed=1.25), fast
+    )
+
+
+def test_val_copies_join_the_refit_only() -> None:
+    x, y = blobs(40)
+    part = np.arange(len(y)) % 4
+    train, val, test = part == 0, part == 1, part == 3
+    wrong = (y[part == 2] + 1) % 4  # copies labelled as the next class: only a refit learns them
+    copies = (np.concatenate([x[part == 2]] * 3), np.concatenate([wrong] * 3))
+    args = (x[train], y[train], x[test], y[test])
+    plain = baselines.svm_on_functionals(*args, val=(x[val], y[val]), grid=(0.01, 1.0))
+    with_copies = baselines.svm_on_functionals(
+        *args, val=(x[val], y[val]), grid=(0.01, 1.0), val_copies=copies
+    )
+    kept = baselines.svm_on_functionals(
+        *args, val=(x[val], y[val]), grid=(0.01, 1.0), val_copies=copies, refit=False
+    )
+    assert with_copies["C"] == plain["C"] and with_copies["ua"] < plain["ua"] - 0.1
+    assert kept["ua"] > 0.9
+
+
 def test_missing_audio_is_named(cache_dir: Path) -> None:
     with pytest.raises(baselines.BaselineError, match="audio files missing"):
         baselines.functionals(["/nonexistent/a.wav"], corpus="x")

@@ -161,6 +161,79 @@ def test_speaker_normalised_baselines_join_when_a_run_normalised_per_speaker(
     assert fits == set(plain) | {f"{name} · train only" for name in plain}
 
 
+def test_runs_on_speed_perturbed_copies_get_an_svm_trained_on_the_same_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    import pandas as pd
+
+    import datamodules.corpus
+    import experiments.baselines
+
+    speakers = [f"s{i}" for i in range(4)]
+    ids = [f"{s}_{k}" for s in speakers for k in range(6)]
+    table = pd.DataFrame({"utterance_id": ids, "speaker": [u[:2] for u in ids], "audio_path": ids})
+    corpus = types.SimpleNamespace(
+        name="toy", table=table, classes=["a", "b"], label_of={u: "ab"[int(u[-1]) % 2] for u in ids}
+    )
+    split = {"train": ids[:12], "val": ids[12:18], "test": ids[18:]}
+    rng = np.random.default_rng(0)
+    speeds_read: list[float] = []
+
+    def functionals(
+        files: list[str], *, corpus: str, workers: int = 1, speed: float = 1.0
+    ) -> np.ndarray:
+        speeds_read.append(speed)
+        x = rng.normal(size=(len(files), 3))
+        return np.c_[np.full(len(files), speed), x]  # column 0 says which copy a row is
+
+    seen: list[dict] = []
+
+    def svm(
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        test_x: np.ndarray,
+        test_y: np.ndarray,
+        val: tuple,
+        refit: bool = True,
+        val_copies: tuple | None = None,
+    ) -> dict[str, float]:
+        seen.append({"train": train_x[:, 0], "n_y": len(train_y), "test": test_x[:, 0],
+                     "val": val[0][:, 0], "copies": None if val_copies is None else val_copies[0][:, 0]})  # fmt: skip
+        return {"ua": 0.5, "wa": 0.5, "macro_f1": 0.5}
+
+    monkeypatch.setattr(datamodules.corpus, "as_corpus", lambda name: corpus)
+    monkeypatch.setattr(bm, "load_split", lambda key: split)
+    monkeypatch.setattr(experiments.baselines, "functionals", functionals)
+    monkeypatch.setattr(experiments.baselines, "svm_on_functionals", svm)
+    key = ("toy", "speaker_kfold", 6, 0, 0, (), ())
+    rows = bm.baseline_rows({key: {"feature_keys": {}}}, speed_sets=[(0.9, 1.1)])
+    assert [r.name for r in rows] == [
+        "svm functionals",
+        "svm functionals · speed perturbation [0.9, 1.1]",
+    ]
+    assert sorted(set(speeds_read)) == [0.9, 1.0, 1.1] and len(speeds_read) == 3  # each read once
+    plain, perturbed = seen
+    assert plain["copies"] is None and len(plain["train"]) == 12
+    # train: the 12 clips, then their copies at 0.9 and 1.1; val and test: clips only
+    assert perturbed["train"].tolist() == [1.0] * 12 + [0.9] * 12 + [1.1] * 12
+    assert perturbed["n_y"] == 36 and set(perturbed["test"]) == set(perturbed["val"]) == {1.0}
+    assert perturbed["copies"].tolist() == [0.9] * 6 + [1.1] * 6
+
+    # Per-speaker standardisation treats each copy as a speaker of its own: column 0 (the
+    # speed, constant within a copy) standardises to 0 for every copy.
+    seen.clear()
+    rows = bm.baseline_rows({key: {"feature_keys": {}}}, speaker_norm=True, speed_sets=[(0.9, 1.1)])
+    assert "svm functionals · speed perturbation [0.9, 1.1] · speaker norm" in {
+        r.name for r in rows
+    }
+    assert len(seen) == 4 and all(
+        np.allclose(s["train"], 0, atol=1e-6) for s in seen[2:]
+    )  # normalised ones
+    assert not np.all(seen[1]["train"] == 0)
+
+
 def _run(tmp_path: Path, name: str, ua: float, **config: object) -> tuple[object, tuple]:
     from experiments.runs import RunRecord
 
