@@ -192,3 +192,13 @@ def test_a_training_run_with_speed_perturbation_records_it(cache_dir: Path, tmp_
     state = ckpt["EmotionDataModule"]
     assert state["speed_perturb"] == [0.9, 1.1]
     assert "-sp" not in state["feature_key"]  # the clips' features are what prediction uses
+
+    # ... and trains the SVM on functionals of the same copies, beside the plain SVM
+    from experiments.benchmark import run_benchmark
+
+    rows, _ = run_benchmark(root, out=tmp_path / "table")
+    names = {r["name"] for r in rows}
+    assert {"svm functionals", "svm functionals · speed perturbation [0.9, 1.1]"} <= names
+    files = (cache_dir / "tones" / "functionals").glob("ComParE_2016*.npz")
+    tags = sorted(f.name.removeprefix("ComParE_2016").rsplit("-", 1)[0] for f in files)
+    assert tags == ["", "-sp0.9", "-sp1.1"]  # the clips' and each speed's own cache
