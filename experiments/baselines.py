@@ -79,7 +79,8 @@ def functionals(
     files: Sequence[str], *, corpus: str, workers: int = 1, speed: float = 1.0
 ) -> np.ndarray:
     """(N, 6373) float32 ComParE_2016 functionals of whole audio files, cached per corpus;
-    `speed` != 1: of each file played that many times as fast (one process)."""
+    `speed` != 1: of each file read at 16 kHz and played that many times as fast (one
+    process), as the models' copies are."""
     import opensmile
 
     files = [str(f) for f in files]
