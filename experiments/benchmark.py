@@ -275,12 +275,14 @@ def baseline_rows(
         def labels(ids: list[str], label_of: dict = label_of) -> np.ndarray:
             return np.array([label_of[u] for u in ids])
 
+        idx = {p: [row_of[u] for u in split[p]] for p in ("train", "val", "test")}
+        y = {p: labels(split[p]) for p in idx}
         for norm in norms if with_svm else ():
-            idx = {p: [row_of[u] for u in split[p]] for p in ("train", "val", "test")}
-            y = {p: labels(split[p]) for p in idx}
             for factors, fit in ((f, fit) for f in [(), *speed_sets] for fit in fits):
-                x = {s: _functional_matrix(corpus, s, bool(norm), workers, memo)
-                     for s in (1.0, *factors)}  # fmt: skip
+                x = {
+                    s: _functional_matrix(corpus, s, bool(norm), workers, memo)
+                    for s in (1.0, *factors)
+                }
                 copies = {p: [x[s][idx[p]] for s in factors] for p in ("train", "val")}
                 out = svm_on_functionals(
                     np.concatenate([x[1.0][idx["train"]], *copies["train"]]),
@@ -290,10 +292,8 @@ def baseline_rows(
                     val_copies=(np.concatenate(copies["val"]),
                                 np.concatenate([y["val"]] * len(factors))) if factors else None,
                 )  # fmt: skip
-                perturbed = (" · " + RECIPE_LABELS["speed_perturb"].format(list(factors))) * bool(
-                    factors
-                )
-                name = SVM_ROW + perturbed + norm + FIT_SUFFIX[fit]
+                speeds = RECIPE_LABELS["speed_perturb"].format(list(factors))
+                name = SVM_ROW + (f" · {speeds}" if factors else "") + norm + FIT_SUFFIX[fit]
                 rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
                 rows[name].add(fold, out)
         for fkey, norm in ((f, n) for f in sorted(info["feature_keys"]) for n in norms):
@@ -346,8 +346,9 @@ def run_benchmark(
     if len(corpora) != 1:
         raise BenchmarkError(f"runs of several corpora under {runs_dir}: {sorted(corpora)}")
     speaker_norm = any(run.config.get("normalization") == "speaker" for run in runs)
-    speed_sets = sorted({tuple(r.config["speed_perturb"]) for r in runs if r.config.get(
-        "speed_perturb")})  # fmt: skip
+    speed_sets = sorted(
+        {tuple(r.config["speed_perturb"]) for r in runs if r.config.get("speed_perturb")}
+    )
     rows = model_rows(runs, run_split) + baseline_rows(
         splits, workers, with_svm, speaker_norm, fits, speed_sets
     )
