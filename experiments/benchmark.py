@@ -119,7 +119,14 @@ RECIPE_LABELS = {
     "label_smoothing": "label smoothing {}",
     "input_stats": "input stats",
     "stats_norm": "stats norm",
+    "freeze_init": "frozen",
 }
+
+
+def init_label(path: str) -> str:
+    """A pretrained branch's checkpoint by its run folder (…/<run>/checkpoints/best.ckpt)."""
+    p = Path(path)
+    return p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
 
 
 def recipe_labels(config: dict[str, Any]) -> list[str]:
@@ -130,6 +137,11 @@ def recipe_labels(config: dict[str, Any]) -> list[str]:
         None, "global") else []  # fmt: skip
     labels += ["balanced"] if config.get("balanced_sampling") else []
     labels += ["refit on train+val"] if config.get("fit_on") == "train+val" else []
+    labels += [
+        f"{m} branch from {init_label(config[f'init_{m}'])}"
+        for m in ("acoustic", "lexical")
+        if config.get(f"init_{m}")
+    ]
     labels += [label.format(config[k]) for k, label in RECIPE_LABELS.items() if config.get(k)]
     return labels
 

@@ -6,7 +6,10 @@
 RAVDESS speaks two fixed sentences, so alone it has no lexical signal; here each clip keeps
 its audio, actor and gender and gets the transcript of a distinct MELD utterance (train and
 dev CSVs) of its class (rules in `datamodules/corpora/pairing.py`). Writes the manifest CSV
-(`prepare manifest` reads it) and a JSON sidecar of its provenance beside it.
+(`prepare manifest` reads it) and a JSON sidecar of its provenance beside it. With
+`--rest-out` also the usable texts of those classes that no clip got, as a text-only manifest:
+a corpus to pretrain the lexical branch on (`--model.init_lexical`) without reading any line
+of the paired corpus.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from typing import Any
 
 from datamodules.corpora import meld, ravdess
 from datamodules.corpora.common import FOUR, FOUR_CLASSES
-from datamodules.corpora.pairing import check_partners, manifest_csv, pair, usable_texts
+from datamodules.corpora.pairing import (
+    check_partners,
+    manifest_csv,
+    pair,
+    rest_csv,
+    usable_texts,
+)
 from datamodules.paths import atomic_write_text
 from datamodules.utterances import CorpusError
 
@@ -48,6 +57,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="leave out MELD texts with fewer words (default %(default)s)",
     )
     p.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    p.add_argument(
+        "--rest-out",
+        type=Path,
+        help="also write the usable texts no clip got, as a text-only manifest CSV (a corpus "
+        "for pretraining the lexical branch; none of its lines is in --out)",
+    )
     return p.parse_args(argv)
 
 
@@ -56,8 +71,8 @@ def parse_classes(text: str) -> list[str]:
     return list(FOUR_CLASSES) if classes == [FOUR] else classes
 
 
-def build(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The manifest CSV text and its provenance record."""
+def build(args: argparse.Namespace) -> tuple[str, dict[str, Any], str]:
+    """The manifest CSV text, its provenance record and the rest manifest's text."""
     classes = parse_classes(args.classes)
     if not classes:
         raise CorpusError("--classes names no class")
@@ -68,6 +83,7 @@ def build(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     texts = usable_texts(meld.read_text(args.text_root), classes, args.min_words)
     pairs = pair(audio.utterances, texts, args.seed)
     clips = Counter(clip.label for clip, _ in pairs)
+    rest, rest_counts = rest_csv(texts, pairs)
     record = {
         "audio": {
             "corpus": "ravdess",
@@ -88,17 +104,19 @@ def build(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                 "clips": clips[c],
                 "text_rows": texts.rows[c],
                 "usable_texts": len(texts.by_class[c]),
+                "rest_texts": rest_counts[c],
             }
             for c in classes
         },
         "n": len(pairs),
         "speakers": len({clip.speaker for clip, _ in pairs}),
         "manifest": Path(args.out).name,
+        "rest_manifest": Path(args.rest_out).name if args.rest_out else None,
     }
-    return manifest_csv(pairs), record
+    return manifest_csv(pairs), record, rest
 
 
-def summary(out: Path, record: dict[str, Any]) -> str:
+def summary(out: Path, record: dict[str, Any], rest_out: Path | None = None) -> str:
     rows = [("class", "clips", "MELD rows", "usable texts")]
     rows += [
         (c, str(v["clips"]), str(v["text_rows"]), str(v["usable_texts"]))
@@ -116,6 +134,13 @@ def summary(out: Path, record: dict[str, Any]) -> str:
         f"prepare: python -m experiments.prepare manifest --root {out} --name {out.stem} "
         f"--classes {','.join(record['classes'])}"
     )
+    if rest_out is not None:
+        n = sum(v["rest_texts"] for v in record["per_class"].values())
+        lines.append(
+            f"{n} unpaired texts (text-only) -> {rest_out}; prepare: python -m "
+            f"experiments.prepare manifest --root {rest_out} --name {rest_out.stem} "
+            f"--classes {','.join(record['classes'])}"
+        )
     return "\n".join(lines)
 
 
@@ -125,8 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out).resolve()
         if out.suffix.lower() == ".json":
             raise CorpusError(f"--out {args.out}: the manifest is a CSV (its sidecar is .json)")
-        text, record = build(args)
+        rest_out = Path(args.rest_out).resolve() if args.rest_out else None
+        if rest_out is not None and rest_out in (out, out.with_suffix(".json")):
+            raise CorpusError(f"--rest-out {args.rest_out} would overwrite --out or its record")
+        text, record, rest = build(args)
         atomic_write_text(out, text)
+        if rest_out is not None:
+            atomic_write_text(rest_out, rest)
         atomic_write_text(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -134,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write {args.out}: {exc}", file=sys.stderr)
         return 2
-    print(summary(out, record))
+    print(summary(out, record, rest_out))
     return 0
 
 

@@ -35,6 +35,10 @@ RECORD_MODEL_KEYS = (
     "ema_decay",
     "branch_loss",
     "label_smoothing",
+    # branch pretraining (lightning_modules.branch_init)
+    "init_acoustic",
+    "init_lexical",
+    "freeze_init",
 )
 RECORD_DATA_KEYS = (
     "corpus",

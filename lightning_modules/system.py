@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from typing import Any
@@ -9,15 +10,18 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
 from lightning_modules.augment import FrameMasking, WeightAverage, drop_modality
+from lightning_modules.branch_init import init_branch
 from lightning_modules.metrics import build_metrics, class_names_or_default, summarize
 from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
 from lightning_modules.predictions import PredictionCollector, Predictions
 from lightning_modules.record import RECORD_KEY, build_record, model_init_args
+
+log = logging.getLogger(__name__)
 
 SCHEDULERS = ("none", "cosine", "plateau")
 SMOOTHING = 0.6  # val/ua_smooth = 0.6 * previous + 0.4 * this epoch (an exponential average)
@@ -67,6 +71,9 @@ class EmotionClassifier(pl.LightningModule):
         lexical_dim: int = 384,
         class_names: list[str] | None = None,
         utterance_stats_dim: int = 0,
+        init_acoustic: str = "",
+        init_lexical: str = "",
+        freeze_init: bool = False,
     ) -> None:
         """Recipe switches (training only, all off by default): `time_masks`/`time_width`,
         `feature_masks`/`feature_width` and `frame_dropout` mask acoustic frames (SpecAugment,
@@ -125,6 +132,16 @@ class EmotionClassifier(pl.LightningModule):
         self.label_smoothing = label_smoothing
         if branch_loss < 0:
             raise ModelConfigError(f"model.branch_loss must be >= 0; got {branch_loss}")
+        self.init_paths = {
+            m: p for m, p in (("acoustic", init_acoustic), ("lexical", init_lexical)) if p
+        }
+        if freeze_init and not self.init_paths:
+            raise ModelConfigError(
+                "model.freeze_init freezes the branches model.init_acoustic / model.init_lexical "
+                "start from; neither is set"
+            )
+        self.freeze_init = freeze_init
+        self.frozen: list[nn.Module] = []
         self.modality_dropout, self.ema_decay = modality_dropout, ema_decay
         self.branch_loss = branch_loss
         self.ema: WeightAverage | None = None
@@ -154,6 +171,31 @@ class EmotionClassifier(pl.LightningModule):
         if stage == "fit" and self.class_weighting and datamodule is not None:
             weights = torch.as_tensor(datamodule.class_weights(), dtype=torch.float32)
             self.class_weight.copy_(weights.to(self.class_weight.device))
+        if stage == "fit" and self.init_paths:
+            self._init_branches(datamodule)
+
+    def _init_branches(self, datamodule: Any) -> None:
+        """Start (and with freeze_init freeze) the branches named by init_acoustic/init_lexical."""
+        state = datamodule.state_dict() if datamodule is not None else {}
+        test: set[str] = set()
+        if datamodule is not None and getattr(datamodule, "split", None):
+            speaker_of = datamodule.prepared.speaker_of
+            test = {speaker_of[u] for u in datamodule.split["test"]}
+        self.frozen = []
+        for modality, path in self.init_paths.items():
+            branch = init_branch(self.net.encoder, modality, path, state, test)
+            log.info("model.init_%s: %s branch started from %s", modality, modality, path)
+            if self.freeze_init:
+                branch.requires_grad_(False)
+                branch.eval()
+                self.frozen.append(branch)
+
+    def train(self, mode: bool = True) -> EmotionClassifier:
+        """Train mode, except for frozen branches: their dropout and StatsNorm stay in eval."""
+        super().train(mode)
+        for branch in getattr(self, "frozen", ()):
+            branch.eval()
+        return self
 
     def _augment(self, batch: Batch) -> Batch:
         if batch.acoustic is not None and batch.acoustic_mask is not None:
@@ -288,7 +330,8 @@ class EmotionClassifier(pl.LightningModule):
         return float(self._datamodule_state().get("frame_step_s") or 0.01)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        trainable = [p for p in self.parameters() if p.requires_grad]  # frozen branches: none
+        optimizer = torch.optim.AdamW(trainable, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler == "plateau":
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=2)
             return {

@@ -89,6 +89,11 @@ def test_recipe_switches_name_their_own_rows() -> None:
     assert bm.recipe_labels(tuned) == ["speaker norm", "time masks ×2", "EMA 0.99"]
     tuned |= {"label_smoothing": 0.1, "input_stats": True, "stats_norm": True}
     assert bm.recipe_labels(tuned)[-3:] == ["label smoothing 0.1", "input stats", "stats norm"]
+    # a pretrained branch is named by its checkpoint's run folder: two pretrainings, two rows
+    pretrained = {"init_lexical": "runs/pre/lex_a/checkpoints/best.ckpt", "freeze_init": True}
+    assert bm.recipe_labels(pretrained) == ["lexical branch from lex_a", "frozen"]
+    other = {"init_lexical": "/x/lex_b.ckpt", "init_acoustic": "runs/f0/checkpoints/best.ckpt"}
+    assert bm.recipe_labels(other) == ["acoustic branch from f0", "lexical branch from lex_b"]
 
 
 def test_the_run_record_carries_the_recipe_switches() -> None:

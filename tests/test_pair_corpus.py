@@ -93,8 +93,18 @@ def test_every_clip_gets_a_distinct_text_of_its_class(
     assert not {text_key(AMBIGUOUS[0]), text_key(SHORT)} & {text_key(r["transcript"]) for r in rows}
     assert all(r["gender"] == ("male" if int(r["speaker"][-2:]) % 2 else "female") for r in rows)
     record = json.loads((tmp_path / "p.json").read_text())
-    assert record["per_class"]["sad"] == {"clips": 8, "text_rows": 12, "usable_texts": 12}
-    assert record["per_class"]["happy"] == {"clips": 8, "text_rows": 14, "usable_texts": 13}
+    assert record["per_class"]["sad"] == {
+        "clips": 8,
+        "text_rows": 12,
+        "usable_texts": 12,
+        "rest_texts": 4,
+    }
+    assert record["per_class"]["happy"] == {
+        "clips": 8,
+        "text_rows": 14,
+        "usable_texts": 13,
+        "rest_texts": 5,
+    }
     assert record["text"]["dropped"] == {
         "shorter than min_words": 2,
         "labelled with two classes": 1,  # its surprise row is not of a paired class
@@ -205,3 +215,38 @@ def test_shared_corpora_four_classes(ravdess_root: Path, meld_root: Path, tmp_pa
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["n"] == 504 and record["speakers"] == 18
     assert all(v["usable_texts"] >= v["clips"] for v in record["per_class"].values())
+
+
+def test_rest_out_holds_every_usable_text_no_clip_got(
+    roots: tuple[Path, Path], tmp_path: Path, cache_dir: Path
+) -> None:
+    rows = build(roots, tmp_path / "p.csv", "--rest-out", str(tmp_path / "rest.csv"))
+    with (tmp_path / "rest.csv").open(encoding="utf-8", newline="") as f:
+        rest = list(csv.DictReader(f))
+    assert "audio_path" not in rest[0]  # a text-only corpus
+    paired = {text_key(r["transcript"]) for r in rows}
+    unpaired = {text_key(r["transcript"]) for r in rest}
+    assert not paired & unpaired and len(unpaired) == len(rest)
+    usable = usable_texts(meld.read_text(roots[1]), CLASSES.split(","), 3)
+    for c, texts in usable.by_class.items():  # paired + rest = every usable text of the class
+        keys = {text_key(u.transcript) for u in texts}
+        assert keys == {text_key(r["transcript"]) for r in [*rows, *rest] if r["label"] == c}
+    record = json.loads((tmp_path / "p.json").read_text())
+    assert record["per_class"]["sad"]["rest_texts"] == 12 - 8
+    assert record["rest_manifest"] == "rest.csv"
+    assert {r["speaker"] for r in rest} == {"Monica"}
+    assert all(r["utterance_id"].split("_")[0] in ("train", "dev") for r in rest)
+    argv = ["--root", str(tmp_path / "rest.csv"), "--name", "rest", "--classes", CLASSES]
+    assert prepare.main(["manifest", *argv]) == 0
+    table = read_table("rest")
+    assert len(table) == len(rest) and set(table["label"]) == set(CLASSES.split(","))
+
+
+def test_rest_out_may_not_overwrite_the_manifest(
+    roots: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audio, text = roots
+    argv = ["--audio-root", str(audio), "--text-root", str(text), "--classes", CLASSES]
+    out = str(tmp_path / "p.csv")
+    assert pair_corpus.main([*argv, "--out", out, "--rest-out", out]) == 2
+    assert "--rest-out" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()

@@ -35,6 +35,8 @@ MANIFEST_COLUMNS = (
     "text_id",
     "text_emotion",
 )
+# Columns of the rest manifest (`rest_csv`): a text-only corpus (no audio_path column).
+REST_COLUMNS = ("utterance_id", "label", "speaker", "session", "transcript", "text_emotion")
 SHORT, AMBIGUOUS, DUPLICATE = "shorter than min_words", "labelled with two classes", "duplicate"
 
 
@@ -146,3 +148,27 @@ def manifest_csv(pairs: Sequence[tuple[Utterance, Utterance]]) -> str:
             ]
         )
     return buf.getvalue()
+
+
+def rest_csv(
+    texts: UsableTexts, pairs: Sequence[tuple[Utterance, Utterance]]
+) -> tuple[str, Counter[str]]:
+    """The usable texts no clip got, as a text-only manifest CSV, and their count per class.
+
+    Texts are usable once per normalised string, so none of these shares its words with a
+    paired text: a lexical model trained on them (branch pretraining) has never read a line of
+    the paired corpus, whichever fold that line is tested in."""
+    used = {text.utterance_id for _, text in pairs}
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(REST_COLUMNS)
+    counts: Counter[str] = Counter()
+    for c, members in texts.by_class.items():
+        for u in members:
+            if u.utterance_id in used:
+                continue
+            counts[c] += 1
+            writer.writerow(
+                [u.utterance_id, c, u.speaker, u.session, u.transcript, u.extra.get("emotion", c)]
+            )
+    return buf.getvalue(), counts

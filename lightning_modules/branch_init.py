@@ -1,0 +1,190 @@
+"""Branch pretraining: a branch of a model started from the same branch of a trained checkpoint.
+
+`model.init_lexical` / `model.init_acoustic` name a checkpoint of this suite; at the start of
+`fit` the weights of that checkpoint's branch of the modality (an acoustic or lexical model's
+whole encoder, or one branch of an mmb/mmmla model) are copied into this model's branch, and
+with `model.freeze_init` that branch is frozen: no gradient, kept in eval mode (dropout off,
+`StatsNorm` on its running statistics). The use it was built for: a lexical branch trained on a
+text-only corpus many times larger than the paired one (e.g. the MELD lines a paired corpus
+did not use, `experiments.pair_corpus --rest-out`), so that a fusion model's text branch brings
+evidence from lines it never memorised.
+
+The copy is checked: the checkpoint must have that branch, with the same parameter names and
+shapes (the branch options, such as hidden_size, pooling, input_stats and stats_norm, must
+match), and read features of the same dimension and text encoder. An acoustic (or any) branch
+trained on the same speakers as this run must not have seen this run's test speakers:
+`check_unseen` recomputes the checkpoint's split where its corpus is prepared here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lightning_modules.branches import (
+    AcousticEncoder,
+    FusedEncoder,
+    LexicalEncoder,
+    ModelConfigError,
+)
+from lightning_modules.checkpoint import CheckpointError, read_checkpoint, read_record
+
+log = logging.getLogger(__name__)
+
+BRANCH_TYPES: dict[str, type[nn.Module]] = {"acoustic": AcousticEncoder, "lexical": LexicalEncoder}
+
+
+def branch_of(encoder: nn.Module, modality: str) -> tuple[nn.Module, str] | None:
+    """The module of `encoder` that encodes `modality`, and its key prefix under the encoder;
+    None where the encoder has no such branch (the hierarchical model fuses per word)."""
+    if isinstance(encoder, FusedEncoder):
+        return getattr(encoder, modality), f"{modality}."
+    if isinstance(encoder, BRANCH_TYPES[modality]):
+        return encoder, ""
+    return None
+
+
+def _source_prefix(record: dict[str, Any], modality: str, path: Path) -> str:
+    """Where the checkpoint keeps that branch: `net.encoder.` (a one-branch model) or
+    `net.encoder.<modality>.` (mmb, mmmla)."""
+    architecture, modalities = record["architecture"], list(record.get("modalities") or [])
+    if modality not in modalities or architecture == "hierarchical":
+        raise ModelConfigError(
+            f"model.init_{modality}: checkpoint {path} ({architecture}) has no separately "
+            f"pooled {modality} branch"
+        )
+    return "net.encoder." if len(modalities) == 1 else f"net.encoder.{modality}."
+
+
+def _check_features(
+    record: dict[str, Any], modality: str, features: dict[str, Any], path: Path
+) -> None:
+    """The checkpoint's features must be what this run's branch reads (`features`: this run's
+    datamodule state, with `feature_config` and the dimensions)."""
+    theirs = record.get("features") or {}
+    dim = f"{modality}_dim"
+    if features.get(dim) and theirs.get(dim) and int(features[dim]) != int(theirs[dim]):
+        raise ModelConfigError(
+            f"model.init_{modality}: checkpoint {path} read {theirs[dim]}-d {modality} "
+            f"features, this run reads {features[dim]}-d"
+        )
+    if modality == "lexical":
+        names: tuple[str, ...] = ("encoder", "layers", "word_pooling")
+    else:
+        names = ("feature_set", "acoustic_features", "acoustic_layer")
+    mine, their_config = features.get("feature_config") or {}, theirs.get("config") or {}
+    for name in names:
+        if name in mine and name in their_config and mine[name] != their_config[name]:
+            raise ModelConfigError(
+                f"model.init_{modality}: checkpoint {path} was trained on {name} "
+                f"{their_config[name]!r}, this run uses {mine[name]!r}"
+            )
+    theirs_norm = (record.get("data") or {}).get("normalization")
+    mine_norm = features.get("normalization")
+    if modality == "acoustic" and theirs_norm and mine_norm and theirs_norm != mine_norm:
+        raise ModelConfigError(
+            f"model.init_acoustic: checkpoint {path} was trained on frames with "
+            f"{theirs_norm!r} normalisation, this run uses {mine_norm!r} (data.normalization)"
+        )
+
+
+def seen_speakers(record: dict[str, Any]) -> set[str] | None:
+    """The speakers a checkpoint trained or validated on, recomputed from its record's split;
+    None where its corpus is not prepared here."""
+    from datamodules.corpus import as_corpus
+    from datamodules.splits import load_or_create_split
+
+    data = record.get("data") or {}
+    try:
+        corpus = as_corpus(str(data.get("corpus") or ""))
+        split = load_or_create_split(
+            corpus,
+            str(data.get("protocol")),
+            int(data.get("fold") or 0),
+            int(data.get("seed") or 0),
+            data.get("test_speakers") or None,
+            data.get("val_speakers") or None,
+            folds=int(data.get("folds") or 5),
+        )
+    except Exception as exc:  # not prepared here, or a split that cannot be redrawn
+        log.debug("no split for %s: %s", data.get("corpus"), exc)
+        return None
+    return {corpus.speaker_of[u] for part in ("train", "val") for u in split[part]}
+
+
+def check_unseen(
+    record: dict[str, Any], modality: str, test_speakers: Iterable[str], path: Path
+) -> None:
+    """A ModelConfigError if the checkpoint learned from any of this run's test speakers."""
+    seen = seen_speakers(record)
+    corpus = (record.get("data") or {}).get("corpus")
+    if seen is None:
+        log.warning(
+            "model.init_%s: corpus %r of checkpoint %s is not prepared here, so whether it "
+            "trained on this run's test speakers cannot be checked",
+            modality,
+            corpus,
+            path,
+        )
+        return
+    leaked = sorted(seen & set(test_speakers))
+    if leaked:
+        raise ModelConfigError(
+            f"model.init_{modality}: checkpoint {path} trained on {len(leaked)} of this run's "
+            f"test speakers ({', '.join(leaked[:5])}{', ...' if len(leaked) > 5 else ''}; "
+            f"its corpus {corpus!r}, fold {(record.get('data') or {}).get('fold')}): use the "
+            "checkpoint of the same fold"
+        )
+
+
+def init_branch(
+    encoder: nn.Module,
+    modality: str,
+    path: str | Path,
+    features: dict[str, Any] | None = None,
+    test_speakers: Iterable[str] = (),
+) -> nn.Module:
+    """Copy the `modality` branch of checkpoint `path` into `encoder`'s; return that branch.
+
+    `features` (the datamodule's state: feature_config, acoustic_dim, lexical_dim) is checked
+    against the checkpoint's; `test_speakers` against the speakers it learned from."""
+    path = Path(path)
+    found = branch_of(encoder, modality)
+    if found is None:
+        raise ModelConfigError(
+            f"model.init_{modality}: this model has no separately pooled {modality} branch"
+        )
+    branch, _ = found
+    try:
+        ckpt = read_checkpoint(path)
+        record = read_record(ckpt, path)
+    except CheckpointError as exc:
+        raise ModelConfigError(f"model.init_{modality}: {exc}") from exc
+    prefix = _source_prefix(record, modality, path)
+    if features:
+        _check_features(record, modality, features, path)
+    check_unseen(record, modality, test_speakers, path)
+    source = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    target = branch.state_dict()
+    missing = sorted(set(target) - set(source))
+    extra = sorted(set(source) - set(target))
+    if missing or extra:
+        raise ModelConfigError(
+            f"model.init_{modality}: the {modality} branch of checkpoint {path} does not match "
+            f"this model's (missing {missing[:3]}, unexpected {extra[:3]}): its model options "
+            "(pooling, input_stats, stats_norm, sequence_encoder, data.utterance_stats) must be "
+            "this run's"
+        )
+    for key, value in target.items():
+        if tuple(source[key].shape) != tuple(value.shape):
+            raise ModelConfigError(
+                f"model.init_{modality}: {key} of checkpoint {path} has shape "
+                f"{tuple(source[key].shape)}, this model's {tuple(value.shape)} (hidden_size "
+                "and num_layers must be this run's)"
+            )
+    branch.load_state_dict(source)
+    return branch
