@@ -120,6 +120,7 @@ RECIPE_LABELS = {
     "input_stats": "input stats",
     "stats_norm": "stats norm",
     "freeze_init": "frozen",
+    "posterior_branch": "{} posteriors",
 }
 
 

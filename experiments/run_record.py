@@ -39,6 +39,7 @@ RECORD_MODEL_KEYS = (
     "init_acoustic",
     "init_lexical",
     "freeze_init",
+    "posterior_branch",
 )
 RECORD_DATA_KEYS = (
     "corpus",

@@ -9,6 +9,11 @@ text-only corpus many times larger than the paired one (e.g. the MELD lines a pa
 did not use, `experiments.pair_corpus --rest-out`), so that a fusion model's text branch brings
 evidence from lines it never memorised.
 
+With `model.posterior_branch` naming the branch (a `PosteriorBranch`), a one-branch
+checkpoint's classifier head is copied too, so the fusion reads that model's own class
+log-probabilities: C values it can weigh, where a 2H-d pooled vector would let the fusion's
+projection refit the few hundred training lines one by one.
+
 The copy is checked: the checkpoint must have that branch, with the same parameter names and
 shapes (the branch options, such as hidden_size, pooling, input_stats and stats_norm, must
 match), and read features of the same dimension and text encoder. An acoustic (or any) branch
@@ -30,6 +35,7 @@ from lightning_modules.branches import (
     FusedEncoder,
     LexicalEncoder,
     ModelConfigError,
+    PosteriorBranch,
 )
 from lightning_modules.checkpoint import CheckpointError, read_checkpoint, read_record
 
@@ -41,7 +47,7 @@ BRANCH_TYPES: dict[str, type[nn.Module]] = {"acoustic": AcousticEncoder, "lexica
 def branch_of(encoder: nn.Module, modality: str) -> tuple[nn.Module, str] | None:
     """The module of `encoder` that encodes `modality`, and its key prefix under the encoder;
     None where the encoder has no such branch (the hierarchical model fuses per word)."""
-    if isinstance(encoder, FusedEncoder):
+    if isinstance(encoder, FusedEncoder):  # the branch, or its PosteriorBranch
         return getattr(encoder, modality), f"{modality}."
     if isinstance(encoder, BRANCH_TYPES[modality]):
         return encoder, ""
@@ -141,17 +147,49 @@ def check_unseen(
         )
 
 
+def _source_state(
+    ckpt: dict[str, Any],
+    record: dict[str, Any],
+    modality: str,
+    target: nn.Module,
+    path: Path,
+    class_names: list[str] | None,
+) -> dict[str, Any]:
+    """The checkpoint's weights for `target`, keyed as in `target.state_dict()`. A
+    `PosteriorBranch` started from a one-branch model takes its encoder and its head, so it
+    outputs that model's own prediction: the classes must then be the same, in order."""
+    state = ckpt["state_dict"]
+    prefix = _source_prefix(record, modality, path)
+
+    def under(p: str) -> dict[str, Any]:
+        return {k[len(p) :]: v for k, v in state.items() if k.startswith(p)}
+
+    if not (isinstance(target, PosteriorBranch) and prefix == "net.encoder."):
+        return under(prefix)
+    theirs = list(record.get("class_names") or [])
+    if class_names is not None and theirs != list(class_names):
+        raise ModelConfigError(
+            f"model.init_{modality}: checkpoint {path} classifies {theirs}, this run "
+            f"{list(class_names)}: a posterior branch takes its head, so the classes (and their "
+            "order) must be the same"
+        )
+    branch = {f"branch.{k}": v for k, v in under("net.encoder.").items()}
+    return {**branch, **{f"head.{k}": v for k, v in under("net.head.").items()}}
+
+
 def init_branch(
     encoder: nn.Module,
     modality: str,
     path: str | Path,
     features: dict[str, Any] | None = None,
     test_speakers: Iterable[str] = (),
+    class_names: list[str] | None = None,
 ) -> nn.Module:
     """Copy the `modality` branch of checkpoint `path` into `encoder`'s; return that branch.
 
     `features` (the datamodule's state: feature_config, acoustic_dim, lexical_dim) is checked
-    against the checkpoint's; `test_speakers` against the speakers it learned from."""
+    against the checkpoint's; `test_speakers` against the speakers it learned from;
+    `class_names` against its classes where its head is copied too (`PosteriorBranch`)."""
     path = Path(path)
     found = branch_of(encoder, modality)
     if found is None:
@@ -164,11 +202,10 @@ def init_branch(
         record = read_record(ckpt, path)
     except CheckpointError as exc:
         raise ModelConfigError(f"model.init_{modality}: {exc}") from exc
-    prefix = _source_prefix(record, modality, path)
     if features:
         _check_features(record, modality, features, path)
     check_unseen(record, modality, test_speakers, path)
-    source = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    source = _source_state(ckpt, record, modality, branch, path, class_names)
     target = branch.state_dict()
     missing = sorted(set(target) - set(source))
     extra = sorted(set(source) - set(target))
@@ -176,8 +213,8 @@ def init_branch(
         raise ModelConfigError(
             f"model.init_{modality}: the {modality} branch of checkpoint {path} does not match "
             f"this model's (missing {missing[:3]}, unexpected {extra[:3]}): its model options "
-            "(pooling, input_stats, stats_norm, sequence_encoder, data.utterance_stats) must be "
-            "this run's"
+            "(pooling, input_stats, stats_norm, sequence_encoder, head_hidden, "
+            "posterior_branch, data.utterance_stats) must be this run's"
         )
     for key, value in target.items():
         if tuple(source[key].shape) != tuple(value.shape):

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from datamodules.batch import Batch
 from lightning_modules.encoders import BLSTMEncoder, out_dim
 from lightning_modules.fusion import FUSIONS
+from lightning_modules.heads import ClassifierHead
 from lightning_modules.hierarchical import HierarchicalEncoder
 from lightning_modules.pooling import (
     SEQUENCE_POOLINGS,
@@ -44,6 +45,11 @@ class BranchOptions:
     input_stats: bool = False  # the pooled vector followed by the mean ⊕ std of the inputs
     stats_norm: bool = False  # standardise pooled statistics (`StatsNorm`)
     utterance_stats_dim: int = 0  # > 0: the acoustic vector followed by batch.utterance_stats
+    # "acoustic" or "lexical": that branch of a two-branch fusion ends in its own classifier
+    # and hands the fusion its C class log-probabilities (`PosteriorBranch`)
+    posterior_branch: str = ""
+    num_classes: int = 0
+    head_hidden: int = 0
 
 
 def require(batch: Batch, name: str) -> Tensor:
@@ -148,16 +154,46 @@ class LexicalEncoder(nn.Module):
         return vector, ({} if weights is None else {"lexical": weights}), None
 
 
+class PosteriorBranch(nn.Module):
+    """A branch followed by its own classifier head: batch -> (B, C) class log-probabilities.
+
+    Built where `model.posterior_branch` names the branch: the fusion then reads what that
+    branch concludes (C values) instead of its pooled vector. Started from a trained one-branch
+    model (`model.init_<modality>`: its encoder and its head) and frozen, it is that model's
+    prediction, which the fusion can weigh but not refit line by line."""
+
+    def __init__(self, branch: nn.Module, num_classes: int, dropout: float, hidden: int) -> None:
+        super().__init__()
+        self.branch = branch
+        self.head = ClassifierHead(out_dim(branch), num_classes, dropout, hidden)
+        self.out_dim = num_classes
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        vector, attention, gate = self.branch(batch)
+        return torch.log_softmax(self.head(vector), dim=-1), attention, gate
+
+
 class FusedEncoder(nn.Module):
-    """Both branches, each pooled on its own, then fused (concatenation or GMU)."""
+    """Both branches, each pooled on its own (or one of them a `PosteriorBranch`), then fused
+    (concatenation or GMU)."""
 
     def __init__(
         self, acoustic_dim: int, lexical_dim: int, options: BranchOptions, fusion: str
     ) -> None:
         super().__init__()
         # built in this order (acoustic, lexical, fusion): it fixes the initial weights per seed
-        self.acoustic = AcousticEncoder(acoustic_dim, options)
-        self.lexical = LexicalEncoder(lexical_dim, options)
+        self.acoustic: nn.Module = AcousticEncoder(acoustic_dim, options)
+        self.lexical: nn.Module = LexicalEncoder(lexical_dim, options)
+        o = options
+        if o.posterior_branch:
+            if o.posterior_branch not in ("acoustic", "lexical") or o.num_classes < 2:
+                raise ModelConfigError(
+                    "model.posterior_branch must be acoustic or lexical (with >= 2 classes); "
+                    f"got {o.posterior_branch!r}"
+                )
+            branch = getattr(self, o.posterior_branch)
+            posterior = PosteriorBranch(branch, o.num_classes, o.dropout, o.head_hidden)
+            setattr(self, o.posterior_branch, posterior)
         self.fusion = FUSIONS[fusion](
             self.acoustic.out_dim, self.lexical.out_dim, options.hidden_size
         )

@@ -44,7 +44,9 @@ class EmotionNet(nn.Module):
     for per-branch auxiliary losses (`ModelOutput.branch_logits`). `input_stats` follows each
     sequence branch's pooled vector by the mean ⊕ std of that branch's inputs; `stats_norm`
     standardises each branch's pooled statistics (`StatsNorm`); `utterance_stats_dim` > 0
-    follows the acoustic branch's vector by the batch's `utterance_stats`.
+    follows the acoustic branch's vector by the batch's `utterance_stats`. `posterior_branch`
+    ("acoustic" or "lexical", mmb and mmmla) gives that branch its own classifier and fuses its
+    class log-probabilities (`PosteriorBranch`).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class EmotionNet(nn.Module):
         input_stats: bool = False,
         stats_norm: bool = False,
         utterance_stats_dim: int = 0,
+        posterior_branch: str = "",
     ) -> None:
         super().__init__()
         spec = get_architecture(architecture)
@@ -92,8 +95,16 @@ class EmotionNet(nn.Module):
             input_stats,
             stats_norm,
             utterance_stats_dim,
+            posterior_branch,
+            num_classes,
+            head_hidden,
         )
         self.encoder = spec.build(acoustic_dim, lexical_dim, options, self.fusion_name)
+        if posterior_branch and not isinstance(self.encoder, FusedEncoder):
+            raise ModelConfigError(
+                f"model.posterior_branch applies to the two-branch fusions (mmb, mmmla); "
+                f"{architecture!r} has no separately pooled branches"
+            )
         self.head = ClassifierHead(out_dim(self.encoder), num_classes, dropout, head_hidden)
         # built after the head, so that a model without them starts from the same weights
         self.branch_heads: nn.ModuleDict | None = None

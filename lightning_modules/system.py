@@ -74,6 +74,7 @@ class EmotionClassifier(pl.LightningModule):
         init_acoustic: str = "",
         init_lexical: str = "",
         freeze_init: bool = False,
+        posterior_branch: str = "",
     ) -> None:
         """Recipe switches (training only, all off by default): `time_masks`/`time_width`,
         `feature_masks`/`feature_width` and `frame_dropout` mask acoustic frames (SpecAugment,
@@ -113,6 +114,7 @@ class EmotionClassifier(pl.LightningModule):
             input_stats=input_stats,
             stats_norm=stats_norm,
             utterance_stats_dim=utterance_stats_dim,
+            posterior_branch=posterior_branch,
         )
         try:
             self.frame_masking = FrameMasking(
@@ -183,7 +185,9 @@ class EmotionClassifier(pl.LightningModule):
             test = {speaker_of[u] for u in datamodule.split["test"]}
         self.frozen = []
         for modality, path in self.init_paths.items():
-            branch = init_branch(self.net.encoder, modality, path, state, test)
+            branch = init_branch(
+                self.net.encoder, modality, path, state, test, list(self.class_names)
+            )
             log.info("model.init_%s: %s branch started from %s", modality, modality, path)
             if self.freeze_init:
                 branch.requires_grad_(False)

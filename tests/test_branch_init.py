@@ -174,3 +174,28 @@ def test_cli_takes_the_options_and_records_them(lexical_ckpt: Path, tmp_path: Pa
     assert all(torch.equal(got[k], v) for k, v in expected.items())
     config = json.loads((tmp_path / "metrics.json").read_text())["config"]
     assert config["init_lexical"] == str(lexical_ckpt) and config["freeze_init"] is True
+
+
+def test_posterior_branch_hands_the_fusion_the_pretrained_models_prediction(
+    lexical_ckpt: Path, tmp_path: Path
+) -> None:
+    pl.seed_everything(0)
+    model = tiny_model(init_lexical=str(lexical_ckpt), freeze_init=True, posterior_branch="lexical")
+    dm = FakeDataModule()
+    trainer(tmp_path, max_epochs=2).fit(model, datamodule=dm)
+    source = EmotionClassifier.load_from_checkpoint(lexical_ckpt, weights_only=True).eval()
+    model.eval()
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        fused_view, _, _ = model.net.encoder.lexical(batch)
+        expected = torch.log_softmax(source(batch).logits, dim=-1)
+    assert fused_view.shape == (len(batch), 3)
+    assert torch.allclose(fused_view, expected, atol=1e-6)  # the text model's own prediction
+    assert model.net.encoder.fusion.lexical.in_features == 3  # the GMU reads C values
+    with pytest.raises(ModelConfigError, match="posterior_branch applies to the two-branch"):
+        tiny_model(architecture="lexical", posterior_branch="lexical")
+    with pytest.raises(ModelConfigError, match="posterior_branch must be acoustic or lexical"):
+        tiny_model(posterior_branch="text")
+    target = tiny_model(posterior_branch="lexical").net.encoder
+    with pytest.raises(ModelConfigError, match=r"classifies \['ang', 'hap', 'sad'\], this run"):
+        init_branch(target, "lexical", lexical_ckpt, class_names=["hap", "ang", "sad"])
