@@ -37,7 +37,7 @@ from lightning_modules.branches import (
     ModelConfigError,
     PosteriorBranch,
 )
-from lightning_modules.checkpoint import CheckpointError, read_checkpoint, read_record
+from lightning_modules.checkpoint_file import CheckpointError, read_checkpoint, read_record
 
 log = logging.getLogger(__name__)
 

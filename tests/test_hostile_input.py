@@ -234,7 +234,7 @@ def test_bad_checkpoints_get_one_line_no_traceback(
 
 
 def test_big_checkpoint_refused_before_torch_load(tmp_path: Path, monkeypatch) -> None:
-    from lightning_modules import checkpoint
+    from lightning_modules import checkpoint_file as checkpoint
 
     big = tmp_path / "big.ckpt"
     with open(big, "wb") as f:
