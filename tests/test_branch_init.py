@@ -199,3 +199,38 @@ def test_posterior_branch_hands_the_fusion_the_pretrained_models_prediction(
     target = tiny_model(posterior_branch="lexical").net.encoder
     with pytest.raises(ModelConfigError, match=r"classifies \['ang', 'hap', 'sad'\], this run"):
         init_branch(target, "lexical", lexical_ckpt, class_names=["hap", "ang", "sad"])
+
+
+def test_real_datamodule_refuses_a_branch_from_another_fold(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """Through the CLI and the real EmotionDataModule (a text-only corpus, MiniLM words, 3
+    speaker folds): fold 0's lexical model starts (frozen) another fold-0 model; fold 1 tests
+    speakers that fold 0's model trained on, so there it is refused, naming them."""
+    from datamodules.datamodule import EmotionDataModule
+
+    words = {"ang": "furious shouting rage", "hap": "lovely joyful smile"}
+    rows = ["utterance_id,label,speaker,transcript"]
+    rows += [
+        f"u{s}{i},{label},spk{s},{words[label]} number {i} from {s}"
+        for s in range(6)
+        for i, label in enumerate(["ang", "hap"] * 2)
+    ]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert prepare.main(["manifest", "--root", str(tmp_path / "m.csv"), "--name", "six"]) == 0
+    config = ["--config", str(REPO / "configs" / "lexical_attention.yaml")]
+    data = ["--data.corpus", "six", "--data.protocol", "speaker_kfold", "--data.folds", "3"]
+    common = [*config, *data, "--model.hidden_size", "8", "--trainer.max_epochs", "1"]
+    run(["fit", *common, "--data.fold", "0"], tmp_path / "f0", EmotionDataModule)
+    ckpt = tmp_path / "f0" / "checkpoints" / "best.ckpt"
+    init = ["--model.init_lexical", str(ckpt), "--model.freeze_init", "true"]
+    cli = run(["fit", *common, *init, "--data.fold", "0"], tmp_path / "same", EmotionDataModule)
+    got, want = cli.model.state_dict(), torch.load(ckpt, weights_only=True)["state_dict"]
+    assert all(torch.equal(got[k], v) for k, v in want.items() if k.startswith("net.encoder."))
+    with pytest.raises(Exception) as caught:
+        run(["fit", *common, *init, "--data.fold", "1"], tmp_path / "other", EmotionDataModule)
+    from experiments.train import user_error
+
+    error = user_error(caught.value)
+    assert isinstance(error, ModelConfigError)
+    assert "trained on 2 of this run's test speakers" in str(error) and "fold 0" in str(error)
