@@ -30,6 +30,9 @@ from typing import Any
 
 from torch import nn
 
+from datamodules.corpus import as_corpus
+from datamodules.splits import DEFAULT_FOLDS, SplitError, load_or_create_split
+from datamodules.utterances import CorpusError
 from lightning_modules.branches import (
     AcousticEncoder,
     FusedEncoder,
@@ -98,27 +101,21 @@ def _check_features(
         )
 
 
-def seen_speakers(record: dict[str, Any]) -> set[str] | None:
-    """The speakers a checkpoint trained or validated on, recomputed from its record's split;
-    None where its corpus is not prepared here."""
-    from datamodules.corpus import as_corpus
-    from datamodules.splits import load_or_create_split
-
+def seen_speakers(record: dict[str, Any]) -> set[str]:
+    """The speakers a checkpoint trained or validated on, recomputed from its record's split
+    (a CorpusError where its corpus is not prepared here, a SplitError where the split cannot
+    be redrawn)."""
     data = record.get("data") or {}
-    try:
-        corpus = as_corpus(str(data.get("corpus") or ""))
-        split = load_or_create_split(
-            corpus,
-            str(data.get("protocol")),
-            int(data.get("fold") or 0),
-            int(data.get("seed") or 0),
-            data.get("test_speakers") or None,
-            data.get("val_speakers") or None,
-            folds=int(data.get("folds") or 5),
-        )
-    except Exception as exc:  # not prepared here, or a split that cannot be redrawn
-        log.debug("no split for %s: %s", data.get("corpus"), exc)
-        return None
+    corpus = as_corpus(str(data.get("corpus") or ""))
+    split = load_or_create_split(
+        corpus,
+        str(data.get("protocol")),
+        int(data.get("fold") or 0),
+        int(data.get("seed") or 0),
+        data.get("test_speakers") or None,
+        data.get("val_speakers") or None,
+        folds=int(data.get("folds") or DEFAULT_FOLDS),
+    )
     return {corpus.speaker_of[u] for part in ("train", "val") for u in split[part]}
 
 
@@ -126,15 +123,17 @@ def check_unseen(
     record: dict[str, Any], modality: str, test_speakers: Iterable[str], path: Path
 ) -> None:
     """A ModelConfigError if the checkpoint learned from any of this run's test speakers."""
-    seen = seen_speakers(record)
-    corpus = (record.get("data") or {}).get("corpus")
-    if seen is None:
+    data = record.get("data") or {}
+    try:
+        seen = seen_speakers(record)
+    except (CorpusError, SplitError, OSError) as exc:
         log.warning(
-            "model.init_%s: corpus %r of checkpoint %s is not prepared here, so whether it "
-            "trained on this run's test speakers cannot be checked",
+            "model.init_%s: whether checkpoint %s trained on this run's test speakers cannot "
+            "be checked here: its corpus %r, %s",
             modality,
-            corpus,
             path,
+            data.get("corpus"),
+            exc,
         )
         return
     leaked = sorted(seen & set(test_speakers))
@@ -142,7 +141,7 @@ def check_unseen(
         raise ModelConfigError(
             f"model.init_{modality}: checkpoint {path} trained on {len(leaked)} of this run's "
             f"test speakers ({', '.join(leaked[:5])}{', ...' if len(leaked) > 5 else ''}; "
-            f"its corpus {corpus!r}, fold {(record.get('data') or {}).get('fold')}): use the "
+            f"its corpus {data.get('corpus')!r}, fold {data.get('fold')}): use the "
             "checkpoint of the same fold"
         )
 

@@ -154,7 +154,7 @@ def test_a_checkpoint_that_saw_the_test_speakers_is_refused(
     assert prepare.main(["manifest", "--root", str(tmp_path / "m.csv"), "--name", "six"]) == 0
     record = {"data": {"corpus": "six", "protocol": "speaker_kfold", "fold": 0, "folds": 3}}
     seen = seen_speakers(record)
-    assert seen is not None and len(seen) == 4  # 6 speakers, 2 tested in fold 0
+    assert len(seen) == 4  # 6 speakers, 2 tested in fold 0
     tested = {f"spk{s}" for s in range(6)} - seen
     check_unseen(record, "acoustic", tested, Path("a.ckpt"))  # the same fold: fine
     other = sorted(seen)[:1]
@@ -162,7 +162,8 @@ def test_a_checkpoint_that_saw_the_test_speakers_is_refused(
         check_unseen(record, "acoustic", other, Path("a.ckpt"))
     with caplog.at_level(logging.WARNING):
         check_unseen({"data": {"corpus": "absent"}}, "lexical", other, Path("b.ckpt"))
-    assert "'absent' of checkpoint b.ckpt is not prepared here" in caplog.text
+    assert "whether checkpoint b.ckpt trained on this run's test speakers cannot" in caplog.text
+    assert "its corpus 'absent'" in caplog.text
 
 
 def test_cli_takes_the_options_and_records_them(lexical_ckpt: Path, tmp_path: Path) -> None:
