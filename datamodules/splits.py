@@ -34,7 +34,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -269,6 +269,35 @@ def load_or_create_split(
     atomic_write_text(path, json.dumps(record, indent=1))
     log.info("wrote split %s (%s)", path, record["counts"])
     return split
+
+
+def split_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The hashable key of the split a checkpoint record's `data` (or a datamodule's state)
+    describes: (corpus, protocol, folds, fold, seed, test speakers, val speakers)."""
+    return (
+        data.get("corpus"),
+        data.get("protocol"),
+        data.get("folds"),
+        data.get("fold"),
+        data.get("seed"),
+        tuple(data.get("test_speakers") or ()),
+        tuple(data.get("val_speakers") or ()),
+    )
+
+
+def load_keyed_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
+    """The split of a `split_key` (its corpus a name or a loaded `PreparedCorpus`), read
+    from its split file or drawn again."""
+    corpus, protocol, folds, fold, seed, test_spk, val_spk = key
+    return load_or_create_split(
+        corpus,
+        protocol,
+        int(fold or 0),
+        int(seed or 0),
+        list(test_spk) or None,
+        list(val_spk) or None,
+        folds=int(folds or DEFAULT_FOLDS),
+    )
 
 
 def _split_hash(table: pd.DataFrame) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from datamodules.splits import load_keyed_split, split_key
 from experiments.benchmark_table import Row, build_table, write_outputs
 from experiments.run_record import acoustic_label
 from experiments.runs import (
@@ -67,16 +68,7 @@ def split_of(run: RunRecord) -> tuple[tuple[Any, ...], dict[str, Any]]:
         )
     record = read_record(read_checkpoint(ckpt), ckpt)
     data = record["data"]
-    key = (
-        data.get("corpus"),
-        data.get("protocol"),
-        data.get("folds"),
-        data.get("fold"),
-        data.get("seed"),
-        tuple(data.get("test_speakers") or ()),
-        tuple(data.get("val_speakers") or ()),
-    )
-    return key, {"data": data, "features": record["features"]}
+    return split_key(data), {"data": data, "features": record["features"]}
 
 
 def fold_of(key: tuple[Any, ...]) -> int | str:
@@ -88,18 +80,8 @@ def fold_of(key: tuple[Any, ...]) -> int | str:
 
 
 def load_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
-    from datamodules.splits import DEFAULT_FOLDS, load_or_create_split
-
-    corpus, protocol, folds, fold, seed, test_spk, val_spk = key
-    return load_or_create_split(
-        corpus,
-        protocol,
-        int(fold),
-        int(seed or 0),
-        list(test_spk) or None,
-        list(val_spk) or None,
-        folds=int(folds or DEFAULT_FOLDS),
-    )
+    """The split of a `split_of` key (a seam the tests replace)."""
+    return load_keyed_split(key)
 
 
 # Row-name suffix of a baseline per fit (`baseline_rows`' `fits`).

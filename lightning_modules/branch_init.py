@@ -31,7 +31,7 @@ from typing import Any
 from torch import nn
 
 from datamodules.corpus import as_corpus
-from datamodules.splits import DEFAULT_FOLDS, SplitError, load_or_create_split
+from datamodules.splits import SplitError, load_keyed_split, split_key
 from datamodules.utterances import CorpusError
 from lightning_modules.branches import (
     AcousticEncoder,
@@ -47,13 +47,13 @@ log = logging.getLogger(__name__)
 BRANCH_TYPES: dict[str, type[nn.Module]] = {"acoustic": AcousticEncoder, "lexical": LexicalEncoder}
 
 
-def branch_of(encoder: nn.Module, modality: str) -> tuple[nn.Module, str] | None:
-    """The module of `encoder` that encodes `modality`, and its key prefix under the encoder;
-    None where the encoder has no such branch (the hierarchical model fuses per word)."""
+def branch_of(encoder: nn.Module, modality: str) -> nn.Module | None:
+    """The module of `encoder` that encodes `modality`; None where the encoder has no such
+    branch (the hierarchical model fuses per word)."""
     if isinstance(encoder, FusedEncoder):  # the branch, or its PosteriorBranch
-        return getattr(encoder, modality), f"{modality}."
+        return getattr(encoder, modality)
     if isinstance(encoder, BRANCH_TYPES[modality]):
-        return encoder, ""
+        return encoder
     return None
 
 
@@ -105,17 +105,9 @@ def seen_speakers(record: dict[str, Any]) -> set[str]:
     """The speakers a checkpoint trained or validated on, recomputed from its record's split
     (a CorpusError where its corpus is not prepared here, a SplitError where the split cannot
     be redrawn)."""
-    data = record.get("data") or {}
-    corpus = as_corpus(str(data.get("corpus") or ""))
-    split = load_or_create_split(
-        corpus,
-        str(data.get("protocol")),
-        int(data.get("fold") or 0),
-        int(data.get("seed") or 0),
-        data.get("test_speakers") or None,
-        data.get("val_speakers") or None,
-        folds=int(data.get("folds") or DEFAULT_FOLDS),
-    )
+    key = split_key(record.get("data") or {})
+    corpus = as_corpus(str(key[0] or ""))  # loaded once, for the split and its speakers
+    split = load_keyed_split((corpus, *key[1:]))
     return {corpus.speaker_of[u] for part in ("train", "val") for u in split[part]}
 
 
@@ -190,12 +182,11 @@ def init_branch(
     against the checkpoint's; `test_speakers` against the speakers it learned from;
     `class_names` against its classes where its head is copied too (`PosteriorBranch`)."""
     path = Path(path)
-    found = branch_of(encoder, modality)
-    if found is None:
+    branch = branch_of(encoder, modality)
+    if branch is None:
         raise ModelConfigError(
             f"model.init_{modality}: this model has no separately pooled {modality} branch"
         )
-    branch, _ = found
     try:
         ckpt = read_checkpoint(path)
         record = read_record(ckpt, path)
