@@ -85,5 +85,7 @@ class FeaturePipeline:
 
 
 def feature_key(model: LoadedModel) -> str:
-    """What decides a checkpoint's raw features: its feature config (not its normalisation)."""
-    return json.dumps(model.feature_config, sort_keys=True, default=str)
+    """What decides the raw features a checkpoint's pipeline computes: its feature config (not
+    its normalisation) and whether it encodes words (an acoustic model's pipeline does not, so
+    a text model in its ensemble must not share it)."""
+    return json.dumps([model.feature_config, model.uses_lexical], sort_keys=True, default=str)
