@@ -13,8 +13,10 @@ baselines:
 Each model row is UA / WA / macro-F1, mean ± sd over folds × seeds; a `seed ensemble` row per
 variant averages the seeds' test probabilities per fold. Paired tests (`experiments.stats.
 wilcoxon`) run across folds on per-fold means: each model row against the best baseline, and
-each pooling against attention on the same feature set. Writes `benchmark.md`, `benchmark.csv`
-and `benchmark.json` into --out (default: RUNS) and prints the table.
+each pooling against attention on the same feature set. `--late-text TEXT_RUNS` adds, per
+acoustic row, its late fusion with a text model's test probabilities (`experiments.late_fusion`),
+tested against that row, and the text alone. Writes `benchmark.md`, `benchmark.csv` and
+`benchmark.json` into --out (default: RUNS) and prints the table.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 from datamodules.splits import load_keyed_split, split_key
 from experiments.benchmark_table import Row, build_table, write_outputs
+from experiments.late_fusion import DEFAULT_TEXT_WEIGHT, LateFusionError, TextPosteriors
 from experiments.run_record import acoustic_label
 from experiments.runs import (
     ENCODER_SETTING_KEYS,
@@ -41,6 +44,7 @@ from experiments.runs import (
     load_runs,
     variant_key,
 )
+from lightning_modules.predictions import Predictions
 
 log = logging.getLogger("experiments.benchmark")
 
@@ -152,10 +156,16 @@ def _setting_label(key: str, value: Any) -> str:
     return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
 
 
-def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]:
+def model_rows(
+    runs: Sequence[RunRecord],
+    splits: dict[str, tuple],
+    text: TextPosteriors | None = None,
+    text_weight: float = DEFAULT_TEXT_WEIGHT,
+) -> list[Row]:
     """A row per variant × feature set × recipe, split further where runs differ in a
     `SETTING_KEYS` value every one of them recorded (never one row over two settings), and a
-    seed-ensemble row where a fold has ≥ 2 seeds."""
+    seed-ensemble row where a fold has ≥ 2 seeds. With `text`, each acoustic row gets a
+    late-fusion row (`late_rows`)."""
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for run in runs:
         labels = [*recipe_labels(run.config), *selection_labels(run.metrics)]
@@ -189,7 +199,35 @@ def model_rows(runs: Sequence[RunRecord], splits: dict[str, tuple]) -> list[Row]
         for fold, preds in folds.items():
             ensemble.add(fold, _ensemble_scores(preds))
         out.append(ensemble)
+    if text is not None:
+        acoustic = {k: v for k, v in probs.items() if k[1] == "acoustic"}
+        out += late_rows(
+            {rows[k].name: (rows[k], v) for k, v in acoustic.items()}, text, text_weight
+        )
     return out
+
+
+def late_rows(
+    acoustic: dict[str, tuple[Row, dict[int | str, list[Predictions]]]],
+    text: TextPosteriors,
+    weight: float,
+) -> list[Row]:
+    """Per acoustic row, its runs' probabilities fused with the text's (`experiments.
+    late_fusion`), run by run, named after it and tested against it; and one row for the text
+    alone on the same folds' test utterances."""
+    from experiments.baselines import scores
+
+    out: list[Row] = []
+    alone = Row(f"text alone ({Path(text.source).name or 'text runs'})", text.features, "model")
+    for name, (row, folds) in acoustic.items():
+        late = Row(f"{name} + text, late fusion w {weight:.2f}", row.features, "late", branch=name)
+        for fold, preds in folds.items():
+            for pred in preds:
+                late.add(fold, scores(pred.labels, text.fuse(pred, weight).argmax(1)))
+            if fold not in alone.per_fold:
+                alone.add(fold, scores(preds[0].labels, text.of(preds[0]).argmax(1)))
+        out.append(late)
+    return out + ([alone] if out else [])
 
 
 def _ensemble_scores(preds: Sequence[Any]) -> dict[str, float]:
@@ -319,8 +357,11 @@ def run_benchmark(
     workers: int = 1,
     with_svm: bool = True,
     fits: Sequence[str] = ("train+val",),
+    late_text: Path | None = None,
+    text_weight: float = DEFAULT_TEXT_WEIGHT,
 ) -> tuple[list[dict[str, Any]], str]:
     t0 = time.perf_counter()
+    text = TextPosteriors.from_dir(late_text) if late_text else None
     runs, skipped = load_runs(runs_dir)
     for note in skipped:
         log.warning("skipped %s", note)
@@ -344,7 +385,7 @@ def run_benchmark(
     speed_sets = sorted(
         {tuple(r.config["speed_perturb"]) for r in runs if r.config.get("speed_perturb")}
     )
-    rows = model_rows(runs, run_split) + baseline_rows(
+    rows = model_rows(runs, run_split, text, text_weight) + baseline_rows(
         splits, workers, with_svm, speaker_norm, fits, speed_sets
     )
     table = build_table(rows)
@@ -365,12 +406,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="baselines refit on train + val once C is chosen (default, the classic recipe), "
         "keep the train-only fit (the data the models train on), or both rows",
     )
+    p.add_argument(
+        "--late-text",
+        type=Path,
+        metavar="TEXT_RUNS",
+        help="runs of a text model tested on the same utterances: adds, per acoustic row, its "
+        "late fusion with their probabilities, and the text alone (experiments.late_fusion)",
+    )
+    p.add_argument(
+        "--text-weight",
+        type=float,
+        default=DEFAULT_TEXT_WEIGHT,
+        help="the text's weight in the late fusion (default: %(default).2f)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         fits = ("train+val", "train") if args.baseline_fit == "both" else (args.baseline_fit,)
-        _, md = run_benchmark(args.runs, args.out, args.workers, not args.no_svm, fits)
-    except (BenchmarkError, ReportError) as exc:
+        _, md = run_benchmark(
+            args.runs, args.out, args.workers, not args.no_svm, fits,
+            args.late_text, args.text_weight,
+        )  # fmt: skip
+    except (BenchmarkError, ReportError, LateFusionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(md)

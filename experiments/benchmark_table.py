@@ -27,9 +27,10 @@ class Row:
 
     name: str
     features: str
-    kind: str  # "model", "ensemble" or "baseline"
+    kind: str  # "model", "ensemble", "baseline" or "late" (late fusion with text)
     # by fold number, or by test speakers for held-out speaker sets (`benchmark.fold_of`)
     per_fold: dict[int | str, list[dict[str, float]]] = field(default_factory=dict)
+    branch: str = ""  # a late-fusion row: the name of the acoustic row it fuses with text
 
     def add(self, fold: int | str, scores: dict[str, float]) -> None:
         self.per_fold.setdefault(fold, []).append({m: float(scores[m]) for m in METRICS})
@@ -60,6 +61,7 @@ def build_table(rows: list[Row]) -> list[dict[str, Any]]:
     baselines = [r for r in rows if r.kind == "baseline"]
     best = max(baselines, key=lambda r: np.mean(list(r.fold_means().values())), default=None)
     attention = {r.features: r for r in rows if r.kind == "model" and r.name.endswith("attention")}
+    by_name = {r.name: r for r in rows}
     table = []
     for row in rows:
         entry: dict[str, Any] = {
@@ -80,8 +82,10 @@ def build_table(rows: list[Row]) -> list[dict[str, Any]]:
         ref = attention.get(row.features)
         if row.kind == "model" and ref is not None and ref is not row:
             entry["vs_attention"] = compare(row, ref)
+        if row.branch in by_name:
+            entry["vs_branch"] = compare(row, by_name[row.branch])
         table.append(entry)
-    order = {"baseline": 0, "model": 1, "ensemble": 2}
+    order = {"baseline": 0, "model": 1, "ensemble": 2, "late": 3}
     table.sort(key=lambda e: (e["features"], order[e["kind"]], -e["ua"]["mean"]))
     return table
 
@@ -100,6 +104,7 @@ def _test(entry: dict[str, Any] | None) -> str:
 
 
 def markdown(table: list[dict[str, Any]], corpus: str, seconds: float) -> str:
+    late = any("vs_branch" in e for e in table)
     head = (
         f"# Results on real speech: {corpus}\n\n"
         f"UA / WA / macro-F1 in %, mean ± sd over folds × seeds (baselines: over folds). "
@@ -107,12 +112,16 @@ def markdown(table: list[dict[str, Any]], corpus: str, seconds: float) -> str:
         f"points, two-sided p). Made by `python -m experiments.benchmark` on "
         f"{time.strftime('%Y-%m-%d')} in {seconds / 60:.1f} min (baselines and table).\n\n"
         "| model | features | folds × seeds | UA | WA | macro-F1 | vs best baseline | "
-        "vs attention |\n|---|---|---|---|---|---|---|---|\n"
+        "vs attention |"
+        + (" late fusion vs its acoustic row |" if late else "")
+        + "\n|---|---|---|---|---|---|---|---|"
+        + ("---|" if late else "")
+        + "\n"
     )
     lines = [
         f"| {e['name']} | {e['features']} | {e['folds']} × {e['seeds']} | {_pct(e['ua'])} | "
         f"{_pct(e['wa'])} | {_pct(e['macro_f1'])} | {_test(e.get('vs_best_baseline'))} | "
-        f"{_test(e.get('vs_attention'))} |"
+        f"{_test(e.get('vs_attention'))} |" + (f" {_test(e.get('vs_branch'))} |" if late else "")
         for e in table
     ]
     return head + "\n".join(lines) + "\n"
@@ -127,7 +136,7 @@ def write_outputs(table: list[dict[str, Any]], out: Path, corpus: str, seconds: 
     atomic_write_text(out / "benchmark.json", json.dumps(table, indent=1))
     fields = ["name", "features", "kind", "folds", "seeds"]
     fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")]
-    fields += ["p_vs_best_baseline", "p_vs_attention"]
+    fields += ["p_vs_best_baseline", "p_vs_attention", "p_vs_branch"]
     with open(out / "benchmark.csv.tmp", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
@@ -138,6 +147,7 @@ def write_outputs(table: list[dict[str, Any]], out: Path, corpus: str, seconds: 
                 | {
                     "p_vs_best_baseline": (e.get("vs_best_baseline") or {}).get("p"),
                     "p_vs_attention": (e.get("vs_attention") or {}).get("p"),
+                    "p_vs_branch": (e.get("vs_branch") or {}).get("p"),
                 }
             )
     (out / "benchmark.csv.tmp").replace(out / "benchmark.csv")

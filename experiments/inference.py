@@ -88,6 +88,8 @@ class Prediction:
     fallback_checkpoint: str | None = None  # the acoustic checkpoint that answered, if one did
     # an ensemble's members whose probabilities were averaged (empty for one checkpoint)
     ensemble: list[str] = field(default_factory=list)
+    # late fusion: the text models' share of the probabilities, where text models answered
+    text_weight: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -110,10 +112,14 @@ class Predictor:
         asr: str = "whisper",
         runs_dir: Path = DEFAULT_RUNS_DIR,
         ensemble: Sequence[str | Path] = (),
+        text_weight: float | None = None,
     ) -> None:
         """`ensemble`: more checkpoints (e.g. other seeds) whose class probabilities are
         averaged with this one's; they must predict the same classes. A member that needs
-        words sits out a clip without any; attention and gate come from `checkpoint`."""
+        words sits out a clip without any; attention and gate come from `checkpoint`.
+        `text_weight` w makes it a late fusion: (1 - w) · the mean of the members that hear
+        the audio + w · the mean of the text-only ones (`experiments.late_fusion`); a clip
+        without words gets the audio members alone."""
         self.model = load_model(checkpoint)
         self.features = FeaturePipeline(self.model)
         self.members: list[tuple[LoadedModel, FeaturePipeline]] = [(self.model, self.features)]
@@ -128,6 +134,18 @@ class Predictor:
             key = feature_key(member)  # members with the same features compute them once
             pipelines.setdefault(key, FeaturePipeline(member))
             self.members.append((member, pipelines[key]))
+        self.text_weight = text_weight
+        if text_weight is not None:
+            if not 0.0 <= text_weight <= 1.0:
+                raise PredictError(f"the text weight must be in [0, 1]; got {text_weight}")
+            if all(m.uses_acoustic for m, _ in self.members) or not any(
+                m.uses_acoustic for m, _ in self.members
+            ):
+                raise PredictError(
+                    "a text weight (late fusion) needs checkpoints of both kinds: at least "
+                    "one that hears the audio and one lexical (text-only) model; got "
+                    + ", ".join(f"{m.path} ({m.architecture})" for m, _ in self.members)
+                )
         self.asr = asr
         self._fallback_path = Path(fallback) if fallback else None
         self._fallback: tuple[LoadedModel, FeaturePipeline] | None = None
@@ -241,6 +259,7 @@ class Predictor:
         out.file, out.duration_s = name, round(bounds[-1][1] / SAMPLE_RATE, 3)
         out.transcript = " ".join(p.transcript for p in preds if p.transcript)
         out.fallback = any(p.fallback for p in preds)
+        out.text_weight = next((p.text_weight for p in preds if p.text_weight is not None), None)
         out.fallback_checkpoint = next(
             (p.fallback_checkpoint for p in preds if p.fallback_checkpoint), None
         )
@@ -301,9 +320,16 @@ class Predictor:
                 with torch.inference_mode():
                     outputs.append(member.module(batch))
             out = outputs[0]  # attention and gate: the first model's
-            probs = np.mean(
-                [torch.softmax(o.logits.float(), dim=-1)[0].double().numpy() for o in outputs], 0
-            )
+            each = [torch.softmax(o.logits.float(), dim=-1)[0].double().numpy() for o in outputs]
+            hears = [m.uses_acoustic for m, _ in members]
+            by_text = [p for p, h in zip(each, hears, strict=True) if not h]
+            by_audio = [p for p, h in zip(each, hears, strict=True) if h]
+            late = self.text_weight is not None and bool(by_text) and bool(by_audio)
+            if late:
+                w = float(self.text_weight or 0.0)
+                probs = (1 - w) * np.mean(by_audio, 0) + w * np.mean(by_text, 0)
+            else:
+                probs = np.mean(each, 0)
         probs = probs / probs.sum()
         label = model.class_names[int(probs.argmax())]
         spans = feats["spans"]
@@ -330,6 +356,7 @@ class Predictor:
             },
             gate=None if out.gate is None else out.gate[0].float().tolist(),
             ensemble=[str(m.path) for m, _ in members] if len(self.members) > 1 else [],
+            text_weight=self.text_weight if late else None,
         )
 
     def _answering(

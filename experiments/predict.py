@@ -4,7 +4,9 @@
 
 `--checkpoint` repeated gives an ensemble (e.g. the seeds of one variant), and a folder stands
 for every `checkpoints/best.ckpt` under it: the class probabilities of the models are
-averaged and `ensemble` lists the checkpoints that answered.
+averaged and `ensemble` lists the checkpoints that answered. Acoustic and lexical checkpoints
+together with `--text-weight W` make a late fusion: (1 - W) · the audio models' mean + W · the
+text models' (`text_weight` in the output; a clip without words gets the audio models alone).
 
 Bad inputs (missing, corrupt, not audio, too short) get one error line on stderr naming the
 file; the other files are still predicted, and the exit status is 1 if any file failed. A file
@@ -47,6 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "whose class probabilities are averaged; a folder stands for every "
         "checkpoints/best.ckpt under it",
     )
+    p.add_argument(
+        "--text-weight",
+        type=float,
+        help="late fusion of audio and text checkpoints: (1 - W) · the mean of those that hear "
+        "the audio + W · the mean of the lexical ones (default: one plain mean; README "
+        '"Fusion" measured W = 1/3)',
+    )
     p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
     p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])
     p.add_argument(
@@ -81,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         first, *others = checkpoints(args.checkpoint)
-        predictor = Predictor(first, args.fallback, args.asr, args.runs_dir, ensemble=others)
+        predictor = Predictor(
+            first, args.fallback, args.asr, args.runs_dir, ensemble=others,
+            text_weight=args.text_weight,
+        )  # fmt: skip
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -325,3 +325,72 @@ def test_runs_selected_on_another_val_metric_get_their_own_row(tmp_path: Path) -
     }
     assert set(rows) == {"acoustic · attention", "acoustic · attention · selected on val/ua_smooth"}
     assert bm.selection_labels({"selection": None}) == []
+
+
+def _text_run(tmp_path: Path, name: str, ids: list[str], probs: np.ndarray, **config: object):
+    from experiments.runs import RunRecord
+    from lightning_modules.predictions import write_predictions
+
+    labels = np.zeros(len(ids), np.int64)
+    pred = Predictions(ids, labels, probs.argmax(1), probs.astype(np.float32), ["x", "y"])
+    write_predictions(tmp_path / name / "predictions.npz", pred)
+    base = {"architecture": "lexical", "modality": "lexical", "feature_set": "minilm"}
+    return RunRecord(tmp_path / name, {"ua": 0.5, "config": base | config})
+
+
+def test_late_fusion_mixes_each_acoustic_run_with_the_text_and_tests_it_against_that_row(
+    tmp_path: Path,
+) -> None:
+    from experiments.late_fusion import LateFusionError, TextPosteriors
+
+    ids = ["a", "b", "c", "d"]
+    labels = np.array([0, 1, 0, 1])
+    # the text: two seeds whose mean is right on every utterance, but only weakly
+    t1 = np.array([[0.7, 0.3], [0.3, 0.7], [0.45, 0.55], [0.45, 0.55]])
+    t2 = np.array([[0.5, 0.5], [0.5, 0.5], [0.65, 0.35], [0.35, 0.65]])
+    text = TextPosteriors(
+        [_text_run(tmp_path, "t1", ids, t1), _text_run(tmp_path, "t2", ids[::-1], t2[::-1])]
+    )
+    np.testing.assert_allclose(text.probabilities["c"], [0.55, 0.45])
+    # the acoustic run: confident and right on a, b; unsure and wrong on c, d
+    audio = np.array([[0.9, 0.1], [0.1, 0.9], [0.48, 0.52], [0.52, 0.48]], np.float32)
+    pred = Predictions(ids, labels, audio.argmax(1), audio, ["x", "y"])
+    fused = text.fuse(pred, 1 / 3)
+    np.testing.assert_allclose(fused[2], 2 / 3 * audio[2] + 1 / 3 * np.array([0.55, 0.45]))
+    assert (fused.argmax(1) == labels).all()  # the text settles the unsure two
+    np.testing.assert_allclose(text.fuse(pred, 0.0), audio, atol=1e-7)
+    row = bm.Row("acoustic · attention", "wb", "model")
+    for fold in range(6):
+        row.add(fold, {"ua": 0.5, "wa": 0.5, "macro_f1": 0.33})
+    rows = bm.late_rows({row.name: (row, {f: [pred, pred] for f in range(6)})}, text, 1 / 3)
+    late, alone = rows
+    assert late.kind == "late" and late.branch == "acoustic · attention"
+    assert late.name == "acoustic · attention + text, late fusion w 0.33"
+    assert late.values("ua") == [1.0] * 12 and alone.values("ua") == [1.0] * 6  # once per fold
+    entry = {e["name"]: e for e in bm.build_table([row, *rows])}[late.name]
+    assert entry["vs_branch"]["vs"] == "acoustic · attention"
+    assert entry["vs_branch"]["diff"] == pytest.approx(0.5)
+    assert "late fusion vs its acoustic row" in markdown(bm.build_table([row, *rows]), "toy", 1)
+    # what cannot be fused is named
+    with pytest.raises(LateFusionError, match=r"tested none of 1 utterances .*\['e'\]"):
+        text.of(Predictions([*ids, "e"], np.zeros(5), np.zeros(5), np.ones((5, 2)), ["x", "y"]))
+    with pytest.raises(LateFusionError, match="predict \\['x', 'y'\\], the acoustic run"):
+        text.of(Predictions(ids, labels, labels, audio, ["y", "x"]))
+    with pytest.raises(LateFusionError, match="must be in \\[0, 1\\]; got 1.5"):
+        text.fuse(pred, 1.5)
+    audio_run = _text_run(tmp_path, "a1", ids, t1, architecture="acoustic", modality="acoustic")
+    with pytest.raises(LateFusionError, match="a1 is a run of the acoustic model"):
+        TextPosteriors([audio_run])
+
+
+def test_benchmark_cli_late_text_names_a_folder_without_text_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "audio" / "r").mkdir(parents=True)
+    (tmp_path / "audio" / "r" / "metrics.json").write_text(json.dumps({"ua": 0.5}))
+    (tmp_path / "empty").mkdir()
+    rc = bm.main([str(tmp_path / "audio"), "--late-text", str(tmp_path / "empty")])
+    assert rc == 2
+    assert (
+        f"no finished text run (metrics.json) under {tmp_path / 'empty'}" in capsys.readouterr().err
+    )

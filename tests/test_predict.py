@@ -304,3 +304,57 @@ def test_an_ensemble_averages_its_models_and_a_wordless_clip_leaves_out_those_ne
     torch.save({**ckpt, RECORD_KEY: record}, other)
     with pytest.raises(PredictError, match="ensemble checkpoint .*other.ckpt predicts"):
         Predictor(acoustic, ensemble=[other])
+
+
+def test_late_fusion_weighs_audio_and_text_checkpoints_and_needs_both(
+    models: DemoModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.inference import PredictError, Predictor
+    from tests.demo_models import HIDDEN
+
+    acoustic, mmmla = models.checkpoint("acoustic"), models.checkpoint("mmmla")
+    cmd = [
+        sys.executable, "-m", "experiments.train", "fit",
+        "--config", str(REPO / "configs" / "lexical_attention.yaml"),
+        "--data.corpus", "builtin", "--trainer.default_root_dir", str(tmp_path / "lex"),
+        "--trainer.max_epochs", "1", "--model.hidden_size", str(HIDDEN),
+        "--trainer.enable_progress_bar", "false", "--wandb", "false",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=models.env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lexical = tmp_path / "lex" / "checkpoints" / "best.ckpt"
+    x = (0.3 * np.sin(2 * np.pi * 180 * np.arange(32_000) / 16_000)).astype(np.float32)
+    text = "kids are talking by the door"
+
+    def probs(pred) -> np.ndarray:
+        return np.array([pred.probabilities[c] for c in sorted(pred.probabilities)])
+
+    audio = probs(Predictor(acoustic, asr="none").predict_waveform(x, "clip", transcript=text))
+    words = probs(Predictor(lexical, asr="none").predict_waveform(x, "clip", transcript=text))
+    assert not np.allclose(audio, words)
+    late = Predictor(lexical, asr="none", ensemble=[acoustic], text_weight=0.25)
+    pred = late.predict_waveform(x, "clip", transcript=text)
+    np.testing.assert_allclose(probs(pred), 0.75 * audio + 0.25 * words, atol=1e-6)
+    assert pred.text_weight == 0.25 and pred.ensemble == [str(lexical), str(acoustic)]
+    # no words: the text model sits out and the audio one answers alone, unweighted
+    wordless = late.predict_waveform(x, "clip")
+    np.testing.assert_allclose(probs(wordless), audio, atol=1e-6)
+    assert wordless.text_weight is None
+    # the CLI
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, x, 16_000, subtype="FLOAT")
+    rc, stdout, stderr = predict_main(
+        capsys, "--checkpoint", acoustic, "--checkpoint", lexical, "--text-weight", "0.25",
+        "--transcript", text, clip,
+    )  # fmt: skip
+    assert rc == 0, stderr[-3000:]
+    (out,) = json_lines(stdout)
+    assert out["text_weight"] == 0.25
+    np.testing.assert_allclose(
+        [out["probabilities"][c] for c in sorted(out["probabilities"])], probs(pred), atol=1e-6
+    )
+    # a weight needs an audio model and a text-only one, and lies in [0, 1]
+    with pytest.raises(PredictError, match="needs checkpoints of both kinds"):
+        Predictor(acoustic, ensemble=[mmmla], text_weight=0.3)
+    with pytest.raises(PredictError, match=r"must be in \[0, 1\]; got 1.5"):
+        Predictor(acoustic, ensemble=[lexical], text_weight=1.5)
