@@ -67,6 +67,8 @@ BENCH_LLD ?= --set config=configs/acoustic_attention_lld.yaml --set data.normali
 # TEST_SPEAKERS="A, B": one split testing on exactly those speakers (trained on the others,
 # val drawn from them) instead of the speaker folds, into runs/benchmark/<corpus>-heldout/A+B;
 # the table covers every held-out set run so far (each one a fold of it)
+# LATE_TEXT=DIR: runs of a text model tested on the same clips (README "Late fusion"): each
+# acoustic row also fused with their probabilities
 BENCH_TABLE = runs/benchmark/$(CORPUS)$(if $(TEST_SPEAKERS),-heldout)
 BENCH_DIR = $(BENCH_TABLE)$(if $(TEST_SPEAKERS),/$(subst $(space),,$(subst $(comma),+,$(TEST_SPEAKERS))))
 BENCH_SPLIT = $(if $(TEST_SPEAKERS),--set data.protocol=speakers --set "data.test_speakers=[$(TEST_SPEAKERS)]")
@@ -92,7 +94,7 @@ benchmark: install  ## real-speech table on speaker folds + baselines: make benc
 	$(call BENCH_SWEEP,$(BENCH_RECIPE_FEATURES),$(BENCH_RECIPE),_recipe)
 	$(call BENCH_SWEEP,$(BENCH_TUNED_FEATURES),$(BENCH_TUNED),_tuned)
 	$(call BENCH_SWEEP,$(BENCH_TUNED_LLD_FEATURES),$(BENCH_LLD),_tuned_utterance_stats_sp)
-	$(PY) -m experiments.benchmark $(BENCH_TABLE)
+	$(PY) -m experiments.benchmark $(BENCH_TABLE) $(if $(LATE_TEXT),--late-text $(LATE_TEXT))
 
 layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
 	$(PY) -m experiments.layer_scan $(CORPUS) --acoustic $(or $(ACOUSTIC),whisper_base)
