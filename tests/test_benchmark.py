@@ -363,10 +363,12 @@ def test_late_fusion_mixes_each_acoustic_run_with_the_text_and_tests_it_against_
     for fold in range(6):
         row.add(fold, {"ua": 0.5, "wa": 0.5, "macro_f1": 0.33})
     rows = bm.late_rows({row.name: (row, {f: [pred, pred] for f in range(6)})}, text, 1 / 3)
-    late, alone = rows
+    late, late_ensemble, alone = rows
     assert late.kind == "late" and late.branch == "acoustic · attention"
     assert late.name == "acoustic · attention + text, late fusion w 0.33"
     assert late.values("ua") == [1.0] * 12 and alone.values("ua") == [1.0] * 6  # once per fold
+    assert late_ensemble.branch == "acoustic · attention (seed ensemble)"
+    assert late_ensemble.values("ua") == [1.0] * 6  # the two seeds' mean, fused once per fold
     entry = {e["name"]: e for e in bm.build_table([row, *rows])}[late.name]
     assert entry["vs_branch"]["vs"] == "acoustic · attention"
     assert entry["vs_branch"]["diff"] == pytest.approx(0.5)
