@@ -34,7 +34,12 @@ import numpy as np
 
 from datamodules.splits import load_keyed_split, split_key
 from experiments.benchmark_table import Row, build_table, write_outputs
-from experiments.late_fusion import DEFAULT_TEXT_WEIGHT, LateFusionError, TextPosteriors
+from experiments.late_fusion import (
+    DEFAULT_TEXT_WEIGHT,
+    LateFusionError,
+    TextPosteriors,
+    late_rows,
+)
 from experiments.run_record import acoustic_label
 from experiments.runs import (
     ENCODER_SETTING_KEYS,
@@ -44,7 +49,7 @@ from experiments.runs import (
     load_runs,
     variant_key,
 )
-from lightning_modules.predictions import Predictions
+from lightning_modules.predictions import Predictions, PredictionsError, mean_of
 
 log = logging.getLogger("experiments.benchmark")
 
@@ -207,58 +212,14 @@ def model_rows(
     return out
 
 
-def late_rows(
-    acoustic: dict[str, tuple[Row, dict[int | str, list[Predictions]]]],
-    text: TextPosteriors,
-    weight: float,
-) -> list[Row]:
-    """Per acoustic row, its runs' probabilities fused with the text's (`experiments.
-    late_fusion`), run by run, named after it and tested against it, and likewise its seed
-    ensemble's; and one row for the text alone on the same folds' test utterances."""
-    from experiments.baselines import scores
-
-    out: list[Row] = []
-    alone = Row(f"text alone ({Path(text.source).name or 'text runs'})", text.features, "model")
-    suffix = f" + text, late fusion w {weight:.2f}"
-    for name, (row, folds) in acoustic.items():
-        late = Row(name + suffix, row.features, "late", branch=name)
-        ensemble = f"{name} (seed ensemble)"  # the row model_rows made where a fold has seeds
-        late_ensemble = Row(ensemble + suffix, row.features, "late", branch=ensemble)
-        for fold, preds in folds.items():
-            for pred in preds:
-                late.add(fold, scores(pred.labels, text.fuse(pred, weight).argmax(1)))
-            if fold not in alone.per_fold:
-                alone.add(fold, scores(preds[0].labels, text.of(preds[0]).argmax(1)))
-            mean = _ensemble(preds)
-            late_ensemble.add(fold, scores(mean.labels, text.fuse(mean, weight).argmax(1)))
-        out.append(late)
-        if any(len(p) > 1 for p in folds.values()):
-            out.append(late_ensemble)
-    return out + ([alone] if out else [])
-
-
-def _ensemble(preds: Sequence[Predictions]) -> Predictions:
-    """The seeds of one fold as one: their probabilities averaged per utterance (in the first
-    seed's order)."""
-    first = preds[0]
-    order = {u: i for i, u in enumerate(first.utterance_ids)}
-    total = np.zeros_like(first.probabilities, dtype=np.float64)
-    for p in preds:
-        if set(p.utterance_ids) != set(order):
-            raise BenchmarkError("seeds of one fold tested different utterances")
-        idx = [order[u] for u in p.utterance_ids]
-        total[idx] += p.probabilities
-    mean = total / len(preds)
-    return Predictions(
-        first.utterance_ids, first.labels, mean.argmax(1), mean, list(first.class_names)
-    )
-
-
 def _ensemble_scores(preds: Sequence[Predictions]) -> dict[str, float]:
     from experiments.baselines import scores
 
-    e = _ensemble(preds)
-    return scores(e.labels, e.predictions)
+    try:
+        mean = mean_of(preds)
+    except PredictionsError as exc:
+        raise BenchmarkError(f"seeds of one fold: {exc}") from exc
+    return scores(mean.labels, mean.predictions)
 
 
 # ---------------------------------------------------------------------------------------

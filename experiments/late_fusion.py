@@ -15,7 +15,8 @@ Whisper states (90.5 UA against 88.8) and w = 0.5 none (88.9): a text model far 
 the acoustic one is worth a minority vote. It was read off those test folds, so it was checked on the three
 held-out sets of six actors too (better on each). Choosing w on the val speakers does not work:
 the acoustic checkpoint was selected on them, so they overrate it (w = 0 in 11 of 18 runs).
-Used by `experiments.benchmark --late-text` and `experiments.predict --text-weight`.
+`late_rows` makes the benchmark's rows (`experiments.benchmark --late-text`); prediction mixes
+the same way (`experiments.predict --text-weight`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.benchmark_table import Row
 from experiments.runs import RunRecord, load_runs
-from lightning_modules.predictions import Predictions
+from lightning_modules.predictions import Predictions, mean_of
 
 DEFAULT_TEXT_WEIGHT = 1 / 3
 
@@ -98,3 +100,34 @@ class TextPosteriors:
         """(N, C) fused probabilities: (1 - weight) · the run's + weight · the text's."""
         w = check_weight(weight)
         return (1 - w) * pred.probabilities.astype(np.float64) + w * self.of(pred)
+
+
+def late_rows(
+    acoustic: dict[str, tuple[Row, dict[int | str, list[Predictions]]]],
+    text: TextPosteriors,
+    weight: float,
+) -> list[Row]:
+    """Per acoustic row (name -> the row, its runs' predictions by fold), its runs'
+    probabilities fused with the text's (`TextPosteriors.fuse`), run by run, named after it
+    and tested against it, and likewise its seed ensemble's; and one row for the text alone
+    on the same folds' test utterances."""
+    from experiments.baselines import scores
+
+    out: list[Row] = []
+    alone = Row(f"text alone ({Path(text.source).name or 'text runs'})", text.features, "model")
+    suffix = f" + text, late fusion w {weight:.2f}"
+    for name, (row, folds) in acoustic.items():
+        late = Row(name + suffix, row.features, "late", branch=name)
+        ensemble = f"{name} (seed ensemble)"  # the row benchmark.model_rows makes
+        late_ensemble = Row(ensemble + suffix, row.features, "late", branch=ensemble)
+        for fold, preds in folds.items():
+            for pred in preds:
+                late.add(fold, scores(pred.labels, text.fuse(pred, weight).argmax(1)))
+            if fold not in alone.per_fold:
+                alone.add(fold, scores(preds[0].labels, text.of(preds[0]).argmax(1)))
+            mean = mean_of(preds)
+            late_ensemble.add(fold, scores(mean.labels, text.fuse(mean, weight).argmax(1)))
+        out.append(late)
+        if any(len(p) > 1 for p in folds.values()):
+            out.append(late_ensemble)
+    return out + ([alone] if out else [])

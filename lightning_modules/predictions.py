@@ -106,6 +106,23 @@ class PredictionCollector:
         )
 
 
+def mean_of(preds: Sequence[Predictions]) -> Predictions:
+    """Several runs' predictions of the same utterances as one (e.g. the seeds of a fold): the
+    probabilities averaged per utterance, in the first run's order; PredictionsError if the
+    runs predicted different utterances."""
+    first = preds[0]
+    order = first.index()
+    total = np.zeros_like(first.probabilities, dtype=np.float64)
+    for p in preds:
+        if set(p.utterance_ids) != set(order):
+            raise PredictionsError("the runs predicted different utterances")
+        total[[order[u] for u in p.utterance_ids]] += p.probabilities
+    mean = total / len(preds)
+    return Predictions(
+        first.utterance_ids, first.labels, mean.argmax(1), mean, list(first.class_names)
+    )
+
+
 def write_predictions(path: Path, p: Predictions) -> Path:
     """Write `p` to `path` (npz, atomically)."""
     arrays: dict[str, np.ndarray] = {

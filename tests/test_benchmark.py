@@ -72,6 +72,9 @@ def test_seed_ensemble_averages_probabilities() -> None:
     two = preds([0.55, 0.9, 0.1, 0.9], [3, 2, 1, 0])  # another order: aligned by id
     out = bm._ensemble_scores([one, two])
     assert out["ua"] == 1.0
+    three = preds([0.5, 0.5, 0.5, 0.5], [0, 1, 2])  # a seed that tested other utterances
+    with pytest.raises(bm.BenchmarkError, match="seeds of one fold: the runs predicted different"):
+        bm._ensemble_scores([one, three])
 
 
 def test_no_runs_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -341,7 +344,7 @@ def _text_run(tmp_path: Path, name: str, ids: list[str], probs: np.ndarray, **co
 def test_late_fusion_mixes_each_acoustic_run_with_the_text_and_tests_it_against_that_row(
     tmp_path: Path,
 ) -> None:
-    from experiments.late_fusion import LateFusionError, TextPosteriors
+    from experiments.late_fusion import LateFusionError, TextPosteriors, late_rows
 
     ids = ["a", "b", "c", "d"]
     labels = np.array([0, 1, 0, 1])
@@ -362,7 +365,7 @@ def test_late_fusion_mixes_each_acoustic_run_with_the_text_and_tests_it_against_
     row = bm.Row("acoustic · attention", "wb", "model")
     for fold in range(6):
         row.add(fold, {"ua": 0.5, "wa": 0.5, "macro_f1": 0.33})
-    rows = bm.late_rows({row.name: (row, {f: [pred, pred] for f in range(6)})}, text, 1 / 3)
+    rows = late_rows({row.name: (row, {f: [pred, pred] for f in range(6)})}, text, 1 / 3)
     late, late_ensemble, alone = rows
     assert late.kind == "late" and late.branch == "acoustic · attention"
     assert late.name == "acoustic · attention + text, late fusion w 0.33"
