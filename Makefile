@@ -83,7 +83,7 @@ define BENCH_SWEEP
 	    --out $(BENCH_DIR)/$${dir}$(3) --parallel 2 || exit 1; \
 	done
 endef
-benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4 [TEST_SPEAKERS="A, B"]
+benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4 [TEST_SPEAKERS="A, B"] [LATE_TEXT=DIR]
 	@for fs in $(sort $(BENCH_FEATURES) $(BENCH_RECIPE_FEATURES) $(BENCH_TUNED_FEATURES) $(BENCH_TUNED_LLD_FEATURES)); do $(FS_SPLIT); \
 	  $(PY) -m experiments.features $(CORPUS) --acoustic $$name --acoustic-layer $$layer --modalities acoustic || exit 1; done
 	@for seed in $(BENCH_SEEDS); do for fs in $(BENCH_FEATURES); do $(FS_SPLIT); \
