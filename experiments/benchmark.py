@@ -205,10 +205,8 @@ def model_rows(
             ensemble.add(fold, _ensemble_scores(preds))
         out.append(ensemble)
     if text is not None:
-        acoustic = {k: v for k, v in probs.items() if k[1] == "acoustic"}
-        out += late_rows(
-            {rows[k].name: (rows[k], v) for k, v in acoustic.items()}, text, text_weight
-        )
+        acoustic = [(rows[k], folds) for k, folds in probs.items() if k[1] == "acoustic"]
+        out += late_rows(acoustic, text, text_weight)
     return out
 
 

@@ -43,6 +43,7 @@ from experiments.inference_features import (
     feature_key,
     timed,
 )
+from experiments.late_fusion import LateFusionError, check_weight, mix
 from experiments.model_finder import (  # noqa: F401 - re-exported
     DEFAULT_RUNS_DIR,
     checkpoint_record,
@@ -136,8 +137,10 @@ class Predictor:
             self.members.append((member, pipelines[key]))
         self.text_weight = text_weight
         if text_weight is not None:
-            if not 0.0 <= text_weight <= 1.0:
-                raise PredictError(f"the text weight must be in [0, 1]; got {text_weight}")
+            try:
+                check_weight(text_weight)
+            except LateFusionError as exc:
+                raise PredictError(str(exc)) from None
             if all(m.uses_acoustic for m, _ in self.members) or not any(
                 m.uses_acoustic for m, _ in self.members
             ):
@@ -324,12 +327,11 @@ class Predictor:
             hears = [m.uses_acoustic for m, _ in members]
             by_text = [p for p, h in zip(each, hears, strict=True) if not h]
             by_audio = [p for p, h in zip(each, hears, strict=True) if h]
-            late = self.text_weight is not None and bool(by_text) and bool(by_audio)
-            if late:
-                w = float(self.text_weight or 0.0)
-                probs = (1 - w) * np.mean(by_audio, 0) + w * np.mean(by_text, 0)
-            else:
+            weight = self.text_weight if by_text and by_audio else None  # no words: no text
+            if weight is None:
                 probs = np.mean(each, 0)
+            else:
+                probs = mix(np.mean(by_audio, 0), np.mean(by_text, 0), weight)
         probs = probs / probs.sum()
         label = model.class_names[int(probs.argmax())]
         spans = feats["spans"]
@@ -356,7 +358,7 @@ class Predictor:
             },
             gate=None if out.gate is None else out.gate[0].float().tolist(),
             ensemble=[str(m.path) for m, _ in members] if len(self.members) > 1 else [],
-            text_weight=self.text_weight if late else None,
+            text_weight=weight,
         )
 
     def _answering(

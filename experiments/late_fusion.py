@@ -44,6 +44,12 @@ def check_weight(weight: float) -> float:
     return float(weight)
 
 
+def mix(p_audio: np.ndarray, p_text: np.ndarray, weight: float) -> np.ndarray:
+    """Late fusion of class probabilities: (1 - weight) · p_audio + weight · p_text."""
+    w = check_weight(weight)
+    return (1 - w) * np.asarray(p_audio, np.float64) + w * np.asarray(p_text, np.float64)
+
+
 class TextPosteriors:
     """Per-utterance class probabilities of a folder of text runs (the seeds' mean)."""
 
@@ -98,36 +104,36 @@ class TextPosteriors:
 
     def fuse(self, pred: Predictions, weight: float) -> np.ndarray:
         """(N, C) fused probabilities: (1 - weight) · the run's + weight · the text's."""
-        w = check_weight(weight)
-        return (1 - w) * pred.probabilities.astype(np.float64) + w * self.of(pred)
+        return mix(pred.probabilities, self.of(pred), weight)
 
 
 def late_rows(
-    acoustic: dict[str, tuple[Row, dict[int | str, list[Predictions]]]],
+    acoustic: Sequence[tuple[Row, dict[int | str, list[Predictions]]]],
     text: TextPosteriors,
     weight: float,
 ) -> list[Row]:
-    """Per acoustic row (name -> the row, its runs' predictions by fold), its runs'
-    probabilities fused with the text's (`TextPosteriors.fuse`), run by run, named after it
-    and tested against it, and likewise its seed ensemble's; and one row for the text alone
-    on the same folds' test utterances."""
+    """Per acoustic row (with its runs' predictions by fold), its runs' probabilities fused
+    with the text's (`TextPosteriors.fuse`), run by run, named after it and tested against it,
+    and likewise its seed ensemble's where a fold has seeds; and one row for the text alone on
+    the same folds' test utterances."""
     from experiments.baselines import scores
 
     out: list[Row] = []
     alone = Row(f"text alone ({Path(text.source).name or 'text runs'})", text.features, "model")
     suffix = f" + text, late fusion w {weight:.2f}"
-    for name, (row, folds) in acoustic.items():
-        late = Row(name + suffix, row.features, "late", branch=name)
-        ensemble = f"{name} (seed ensemble)"  # the row benchmark.model_rows makes
-        late_ensemble = Row(ensemble + suffix, row.features, "late", branch=ensemble)
+    for row, folds in acoustic:
+        late = Row(row.name + suffix, row.features, "late", branch=row.name)
         for fold, preds in folds.items():
             for pred in preds:
                 late.add(fold, scores(pred.labels, text.fuse(pred, weight).argmax(1)))
             if fold not in alone.per_fold:
                 alone.add(fold, scores(preds[0].labels, text.of(preds[0]).argmax(1)))
-            mean = mean_of(preds)
-            late_ensemble.add(fold, scores(mean.labels, text.fuse(mean, weight).argmax(1)))
         out.append(late)
         if any(len(p) > 1 for p in folds.values()):
-            out.append(late_ensemble)
+            ensemble = f"{row.name} (seed ensemble)"  # the row benchmark.model_rows makes
+            late = Row(ensemble + suffix, row.features, "late", branch=ensemble)
+            for fold, preds in folds.items():
+                mean = mean_of(preds)
+                late.add(fold, scores(mean.labels, text.fuse(mean, weight).argmax(1)))
+            out.append(late)
     return out + ([alone] if out else [])

@@ -365,7 +365,7 @@ def test_late_fusion_mixes_each_acoustic_run_with_the_text_and_tests_it_against_
     row = bm.Row("acoustic · attention", "wb", "model")
     for fold in range(6):
         row.add(fold, {"ua": 0.5, "wa": 0.5, "macro_f1": 0.33})
-    rows = late_rows({row.name: (row, {f: [pred, pred] for f in range(6)})}, text, 1 / 3)
+    rows = late_rows([(row, {f: [pred, pred] for f in range(6)})], text, 1 / 3)
     late, late_ensemble, alone = rows
     assert late.kind == "late" and late.branch == "acoustic · attention"
     assert late.name == "acoustic · attention + text, late fusion w 0.33"
