@@ -108,6 +108,7 @@ RECIPE_LABELS = {
     "ema_decay": "EMA {}",
     "branch_loss": "branch loss {}",
     "label_smoothing": "label smoothing {}",
+    "mixup": "mixup {}",
     "input_stats": "input stats",
     "stats_norm": "stats norm",
     "freeze_init": "frozen",

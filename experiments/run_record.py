@@ -35,6 +35,7 @@ RECORD_MODEL_KEYS = (
     "ema_decay",
     "branch_loss",
     "label_smoothing",
+    "mixup",
     # branch pretraining (lightning_modules.branch_init)
     "init_acoustic",
     "init_lexical",

@@ -1,5 +1,6 @@
 """Training-time regularisers for small corpora: SpecAugment-style masking of frame features,
-frame dropout, modality dropout and an exponential moving average of the weights.
+frame dropout, modality dropout, mixup of pooled vectors and an exponential moving average of
+the weights.
 
 Masked values are set to 0, which is the training mean of z-normalised features: a masked
 frame or band carries no information rather than a spike. Padding stays untouched (it is
@@ -8,10 +9,11 @@ masked out downstream anyway) and nothing happens outside training.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from datamodules.batch import Batch
@@ -95,6 +97,34 @@ def drop_modality(batch: Batch, p: float, generator: torch.Generator | None = No
     if batch.cls is not None:
         changes["cls"] = batch.cls * (1 - words_off[:, 0])
     return replace(batch, **changes)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Mixup of a batch (Zhang et al. 2018, here on the pooled vectors the classifier reads, as
+    in manifold mixup): item i becomes `lam` · item i + (1 − lam) · item `partner[i]`, and so
+    does its target."""
+
+    partner: Tensor  # (B,) long: a permutation of the batch
+    lam: float  # in [0.5, 1]: each item keeps the larger share of its own mix
+
+    def vectors(self, x: Tensor) -> Tensor:
+        return self.lam * x + (1 - self.lam) * x[self.partner]
+
+    def loss(self, logits: Tensor, labels: Tensor, **kwargs: Any) -> Tensor:
+        """The mixed targets' cross-entropy: lam · CE(own label) + (1 − lam) · CE(partner's)."""
+        own = F.cross_entropy(logits, labels, **kwargs)
+        other = F.cross_entropy(logits, labels[self.partner], **kwargs)
+        return self.lam * own + (1 - self.lam) * other
+
+
+def draw_mix(n: int, alpha: float, device: torch.device | str = "cpu") -> Mix:
+    """A random partner for each of `n` items and lam ~ Beta(alpha, alpha), folded into
+    [0.5, 1] (so that the item's own label stays the dominant one)."""
+    if alpha <= 0:
+        raise ValueError(f"mixup alpha must be > 0, got {alpha}")
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    return Mix(torch.randperm(n, device=device), max(lam, 1.0 - lam))
 
 
 class WeightAverage:

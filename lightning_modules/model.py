@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from datamodules.batch import Batch
 from lightning_modules.architectures import ARCHITECTURES, modalities_for
 from lightning_modules.architectures import architecture as get_architecture
+from lightning_modules.augment import Mix
 from lightning_modules.branches import ENCODERS, BranchOptions, FusedEncoder, ModelConfigError
 from lightning_modules.encoders import LayerWeightedSum, out_dim
 from lightning_modules.fusion import FUSIONS
@@ -126,7 +127,9 @@ class EmotionNet(nn.Module):
         """The Batch modalities this network reads."""
         return modalities_for(self.architecture)
 
-    def forward(self, batch: Batch) -> ModelOutput:
+    def forward(self, batch: Batch, mix: Mix | None = None) -> ModelOutput:
+        """`mix` (training only): mixup of the vectors each classifier reads (`Mix`)."""
+        mixed = mix.vectors if mix is not None else (lambda x: x)
         if self.layer_mix is not None and batch.acoustic is not None:
             batch = dataclasses.replace(batch, acoustic=self.layer_mix(batch.acoustic))
         if self.branch_heads is not None:
@@ -134,9 +137,9 @@ class EmotionNet(nn.Module):
             v_a, v_l, attention = self.encoder.pooled(batch)
             vector, gate = self.encoder.fusion(v_a, v_l)
             branch_logits = {
-                "acoustic": self.branch_heads["acoustic"](v_a),
-                "lexical": self.branch_heads["lexical"](v_l),
+                "acoustic": self.branch_heads["acoustic"](mixed(v_a)),
+                "lexical": self.branch_heads["lexical"](mixed(v_l)),
             }
-            return ModelOutput(self.head(vector), attention, gate, branch_logits)
+            return ModelOutput(self.head(mixed(vector)), attention, gate, branch_logits)
         vector, attention, gate = self.encoder(batch)
-        return ModelOutput(self.head(vector), attention, gate)
+        return ModelOutput(self.head(mixed(vector)), attention, gate)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from datamodules.batch import Batch
-from lightning_modules.augment import FrameMasking, WeightAverage, drop_modality
+from lightning_modules.augment import FrameMasking, Mix, WeightAverage, draw_mix, drop_modality
 from lightning_modules.branch_init import init_branch
 from lightning_modules.metrics import build_metrics, class_names_or_default, summarize
 from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
@@ -57,6 +57,7 @@ class EmotionClassifier(pl.LightningModule):
         warmup_epochs: int = 0,
         class_weighting: bool = False,
         label_smoothing: float = 0.0,
+        mixup: float = 0.0,
         time_masks: int = 0,
         time_width: float = 0.1,
         feature_masks: int = 0,
@@ -82,7 +83,9 @@ class EmotionClassifier(pl.LightningModule):
         two-modality model; `branch_loss` > 0 adds, in training, that weight times the mean
         cross-entropy of each branch's own classifier (mmb, mmmla: each branch must learn on its
         own, so the stronger one cannot starve the other); `label_smoothing` smooths the targets
-        of the training loss, branch losses included (val and test losses stay plain);
+        of the training loss, branch losses included (val and test losses stay plain); `mixup`
+        > 0 mixes each training batch's pooled vectors and targets with lam ~ Beta(mixup,
+        mixup) (`augment.Mix`);
         `ema_decay` > 0 validates, tests and saves an exponential moving average of the weights.
         `val/ua_smooth` (an average of val/ua over epochs) is logged for checkpoint selection on
         small val sets. `utterance_stats_dim` > 0 (linked from the datamodule's
@@ -132,6 +135,9 @@ class EmotionClassifier(pl.LightningModule):
                 f"model.label_smoothing must be in [0, 1); got {label_smoothing}"
             )
         self.label_smoothing = label_smoothing
+        if mixup < 0:
+            raise ModelConfigError(f"model.mixup (a Beta alpha) must be >= 0; got {mixup}")
+        self.mixup = mixup
         if branch_loss < 0:
             raise ModelConfigError(f"model.branch_loss must be >= 0; got {branch_loss}")
         self.init_paths = {
@@ -165,8 +171,8 @@ class EmotionClassifier(pl.LightningModule):
         """The Batch modalities this model reads."""
         return modalities_for(self.architecture)
 
-    def forward(self, batch: Batch) -> ModelOutput:
-        return self.net(batch)
+    def forward(self, batch: Batch, mix: Mix | None = None) -> ModelOutput:
+        return self.net(batch, mix)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
@@ -207,22 +213,26 @@ class EmotionClassifier(pl.LightningModule):
         return drop_modality(batch, self.modality_dropout)
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
+        mix: Mix | None = None
         if stage == "train":
             batch = self._augment(batch)
-        output = self(batch)
+            if self.mixup > 0:
+                mix = draw_mix(len(batch), self.mixup, batch.labels.device)
+        output = self(batch, mix)
         if stage == "test":
             self._collect(batch, output)
         weight = self.class_weight if self.class_weighting else None
         # smoothed targets in training only: val/test losses stay comparable across runs
         smoothing = self.label_smoothing if stage == "train" else 0.0
-        loss = F.cross_entropy(
-            output.logits, batch.labels, weight=weight, label_smoothing=smoothing
-        )
+
+        def cross_entropy(logits: Tensor) -> Tensor:
+            if mix is not None:
+                return mix.loss(logits, batch.labels, weight=weight, label_smoothing=smoothing)
+            return F.cross_entropy(logits, batch.labels, weight=weight, label_smoothing=smoothing)
+
+        loss = cross_entropy(output.logits)
         if stage == "train" and self.branch_loss > 0 and output.branch_logits:
-            branch = [
-                F.cross_entropy(logits, batch.labels, weight=weight, label_smoothing=smoothing)
-                for logits in output.branch_logits.values()
-            ]
+            branch = [cross_entropy(logits) for logits in output.branch_logits.values()]
             loss = loss + self.branch_loss * torch.stack(branch).mean()
         preds = output.logits.argmax(-1)
         getattr(self, f"{stage}_metrics").update(preds, batch.labels)

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from datamodules.batch import Batch
-from lightning_modules.augment import FrameMasking, WeightAverage, drop_modality
+from lightning_modules.augment import FrameMasking, Mix, WeightAverage, draw_mix, drop_modality
 from lightning_modules.model import ModelConfigError
 from lightning_modules.system import EMA_KEY, EmotionClassifier
 from tests.model_fakes import FakeDataModule
@@ -211,6 +211,56 @@ def test_label_smoothing_softens_the_training_loss_only() -> None:
     assert torch.allclose(model._shared_step(batch, "val"), plain, atol=1e-6)
     with pytest.raises(ModelConfigError, match="model.label_smoothing"):
         tiny_model(label_smoothing=1.0)
+
+
+def test_mix_draws_a_permutation_and_keeps_each_items_label_dominant() -> None:
+    torch.manual_seed(0)
+    for alpha in (0.2, 1.0, 4.0):
+        mix = draw_mix(9, alpha)
+        assert sorted(mix.partner.tolist()) == list(range(9))
+        assert 0.5 <= mix.lam <= 1.0
+    with pytest.raises(ValueError, match="alpha"):
+        draw_mix(4, 0.0)
+    mix = Mix(torch.tensor([1, 2, 0]), 0.75)
+    x = torch.tensor([[0.0], [4.0], [8.0]])
+    assert torch.equal(mix.vectors(x), torch.tensor([[1.0], [5.0], [6.0]]))
+
+
+def test_mixup_mixes_pooled_vectors_and_targets_in_training_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    model = tiny_model(architecture="acoustic", mixup=0.4, branch_loss=0.0).eval()
+    model.frame_masking.train(False)
+    batch = fused_batch()
+    mix = Mix(torch.tensor([5, 0, 1, 2, 3, 4]), 0.7)
+    monkeypatch.setattr("lightning_modules.system.draw_mix", lambda n, alpha, device: mix)
+    vector, _, _ = model.net.encoder(batch)
+    head = model.net.head
+    plain_logits = head(vector)
+    mixed_logits = head(0.7 * vector + 0.3 * vector[mix.partner])
+    assert torch.allclose(model(batch, mix).logits, mixed_logits, atol=1e-6)
+    ce = torch.nn.functional.cross_entropy
+    expected = 0.7 * ce(mixed_logits, batch.labels) + 0.3 * ce(
+        mixed_logits, batch.labels[mix.partner]
+    )
+    assert not torch.allclose(expected, ce(plain_logits, batch.labels))
+    assert torch.allclose(model._shared_step(batch, "train"), expected, atol=1e-6)
+    # val and test see the clips as they are, with their own labels
+    assert torch.allclose(model._shared_step(batch, "val"), ce(plain_logits, batch.labels))
+    # a two-branch model with branch losses mixes each branch head's input the same way
+    torch.manual_seed(0)
+    fused = tiny_model(mixup=0.4, branch_loss=0.5).eval()
+    fused.frame_masking.train(False)
+    v_a, v_l, _ = fused.net.encoder.pooled(batch)
+    out = fused(batch, mix)
+    branch = fused.net.branch_heads
+    assert branch is not None
+    assert torch.allclose(
+        out.branch_logits["acoustic"], branch["acoustic"](mix.vectors(v_a)), atol=1e-6
+    )
+    with pytest.raises(ModelConfigError, match="model.mixup"):
+        tiny_model(mixup=-0.1)
 
 
 def test_stats_norm_running_statistics_travel_in_the_checkpoint(tmp_path: Path) -> None:
