@@ -118,8 +118,8 @@ sync: install  ## upload the offline W&B runs under DIR (default runs; each run 
 	if [ -z "$$found" ]; then echo "sync: no offline W&B run under $(DIR)"; \
 	else echo "sync: $$(echo "$$found" | wc -l) runs under $(DIR)"; .venv/bin/wandb sync $$found; fi
 
-demo: install  ## the Gradio demo on 127.0.0.1
-	$(PY) -m experiments.demo
+demo: install  ## the Gradio demo on 127.0.0.1 [DEMO_ARGS="--late-text TEXT.ckpt ..."]
+	$(PY) -m experiments.demo $(DEMO_ARGS)
 
 bench: install  ## benchmarks: prints a table, writes bench/results.json
 	$(PY) -m experiments.bench

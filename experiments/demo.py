@@ -16,7 +16,10 @@ go through `Predictor.predict_clip` as in `experiments.predict`: longer than `WI
 predicted window by window, and a clip without speech (voice activity under `VAD_DBFS` for less
 than `MIN_SPEECH_S`, all in `experiments.inference`) gets "no speech detected". Each model
 serves one request at a time with at most `--queue-limit` waiting. Playback files are
-temporary: the newest `KEEP_PLAYBACK` are kept, and the folder goes at exit.
+temporary: the newest `KEEP_PLAYBACK` are kept, and the folder goes at exit. `--late-text
+CKPT [--text-weight W]` adds, for each acoustic model with the text model's classes, a menu
+entry fusing the two: (1 - W) · the acoustic probabilities + W · the text model's on the
+transcript (the acoustic model alone when the ASR hears no words).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from experiments.demo_models import (  # noqa: E402,F401 - re-exported
     BUILTIN,
     DEMO_EPOCHS,
     STARTUP_MODELS,
+    LateText,
     ModelChoice,
     available_models,
     ensure_examples,
@@ -68,6 +72,7 @@ from experiments.inference import (  # noqa: E402
     Prediction,
     read_audio,
 )
+from experiments.late_fusion import DEFAULT_TEXT_WEIGHT  # noqa: E402
 from lightning_modules.architectures import ARCHITECTURES  # noqa: E402
 
 log = logging.getLogger("experiments.demo")
@@ -296,6 +301,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="architectures to train on the built-in corpus at start-up when missing "
         "(comma-separated; '' trains none)",
     )
+    p.add_argument(
+        "--late-text",
+        type=Path,
+        default=None,
+        help="a lexical (text-only) checkpoint: every acoustic model of the same classes is "
+        "also offered late-fused with it (README 'Late fusion')",
+    )
+    p.add_argument(
+        "--text-weight",
+        type=float,
+        default=DEFAULT_TEXT_WEIGHT,
+        help="the text model's weight in a late fusion (default 1/3)",
+    )
     p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
     return p.parse_args(argv)
 
@@ -315,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --train: unknown architecture {', '.join(unknown)}", file=sys.stderr)
         return 2
+    late_text = None
+    if args.late_text is not None:
+        try:
+            late_text = LateText.check(args.late_text, args.text_weight)
+        except DemoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     backend = DemoBackend(
         args.runs_dir,
         args.max_upload_mb,
@@ -323,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_duration_s,
         args.queue_limit,
         args.max_models,
+        late_text,
     )
     backend.ready.clear()  # until start_up below has located, trained and warmed the models
     backend.status = "starting: looking for models"

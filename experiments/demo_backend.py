@@ -24,6 +24,7 @@ from experiments.demo_models import (
     DEMO_EPOCHS,
     STARTUP_MODELS,
     DemoError,
+    LateText,
     ModelChoice,
     available_models,
     how_to_make,
@@ -74,16 +75,21 @@ class DemoBackend:
         max_duration_s: float = DEFAULT_MAX_DURATION_S,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         max_models: int = DEFAULT_MAX_MODELS,
+        late_text: LateText | None = None,
     ) -> None:
+        """`late_text`: the text model each acoustic model of the same classes is also
+        offered fused with (late fusion, its own menu entry)."""
         self.runs_dir = Path(runs_dir)
+        self.late_text = late_text
         self.max_upload_mb = max_upload_mb
         self.asr = asr
         self.epochs = epochs
         self.max_duration_s = float(max_duration_s)
         self.queue_limit = max(0, int(queue_limit))
         self.max_models = max(1, int(max_models))
-        self._predictors: OrderedDict[Path, Predictor] = OrderedDict()  # least recent first
-        self._gates: dict[Path, _Gate] = {}
+        # by menu key, least recent first
+        self._predictors: OrderedDict[str, Predictor] = OrderedDict()
+        self._gates: dict[str, _Gate] = {}
         self._lock = threading.Lock()
         self.playback_dir = Path(tempfile.mkdtemp(prefix="ser-demo-"))
         # Set when start-up is done; a backend used without `start_up` (tests, scripts) is ready.
@@ -97,7 +103,7 @@ class DemoBackend:
         shutil.rmtree(self.playback_dir, ignore_errors=True)
 
     def choices(self) -> list[ModelChoice]:
-        return available_models(self.runs_dir)
+        return available_models(self.runs_dir, self.late_text)
 
     def default_choice(self) -> ModelChoice | None:
         """MMMLA (the full model) when there is one, else the first model."""
@@ -147,7 +153,7 @@ class DemoBackend:
                 self._say(f"no model under {self.runs_dir}: {how_to_make('mmmla')}", say)
                 return
             self._say(f"loading {choice.label} and warming it up", say)
-            predictor = self.predictor(choice.checkpoint)
+            predictor = self.predictor(choice)
             if predictor.model.needs_words:
                 try:  # the acoustic fallback answers when the ASR hears no words
                     predictor.fallback_model()
@@ -164,8 +170,10 @@ class DemoBackend:
         finally:
             self.ready.set()
 
-    def resolve(self, key: str, progress: Callable[[float, str], None] | None = None) -> Path:
-        """A menu key, a checkpoint path or an architecture name -> an existing checkpoint."""
+    def resolve(
+        self, key: str, progress: Callable[[float, str], None] | None = None
+    ) -> ModelChoice:
+        """A menu key or an architecture name (its first plain entry) -> a menu entry."""
         if not key:
             raise DemoError("choose a model first")
         if not self.ready.is_set():
@@ -175,30 +183,35 @@ class DemoBackend:
         choices = self.choices()
         if key in ARCHITECTURES:
             for choice in choices:
-                if choice.architecture == key and choice.checkpoint is not None:
-                    return choice.checkpoint
+                if choice.architecture == key and choice.text is None:
+                    return choice
             raise DemoError(f"no {key} model under {self.runs_dir}: {how_to_make(key)}")
         # only the server's own menu: a request never names a file on the server
         for choice in choices:
-            if choice.key == key and choice.checkpoint is not None:
-                return choice.checkpoint
+            if choice.key == key:
+                return choice
         shown = key if len(key) <= 80 else key[:77] + "..."
         raise DemoError(
             f"unknown model '{shown}': choose one of the server's models "
             f"({', '.join(sorted(ARCHITECTURES))} or a menu entry)"
         )
 
-    def predictor(self, ckpt: Path) -> Predictor:
-        """The loaded model of a checkpoint; its acoustic fallback is found (never trained) by
-        `inference.find_fallback` in its run tree, else the demo's built-in acoustic model."""
+    def predictor(self, choice: ModelChoice) -> Predictor:
+        """The loaded model(s) of a menu entry; the acoustic fallback of a model that needs
+        words is found (never trained) by `inference.find_fallback` in its run tree, else the
+        demo's built-in acoustic model."""
+        key = choice.key
         with self._lock:
-            if ckpt in self._predictors:
-                self._predictors.move_to_end(ckpt)
+            if key in self._predictors:
+                self._predictors.move_to_end(key)
             else:
                 while len(self._predictors) >= self.max_models:  # least recently used goes
                     self._predictors.popitem(last=False)
-                self._predictors[ckpt] = Predictor(ckpt, None, self.asr, self.runs_dir)
-            return self._predictors[ckpt]
+                text = [choice.text] if choice.text is not None else []
+                self._predictors[key] = Predictor(
+                    choice.checkpoint, None, self.asr, self.runs_dir, text, choice.text_weight
+                )
+            return self._predictors[key]
 
     def check_upload(self, path: str | Path | None) -> Path:
         """Reject a missing, oversized upload with a message naming it (audio checks follow)."""
@@ -224,13 +237,13 @@ class DemoBackend:
         progress = progress or (lambda _f, _m: None)
         path = self.check_upload(audio_path)
         self._check_duration(path)
-        ckpt = self.resolve(model_key, progress)
-        gate = self._enter(ckpt)
+        choice = self.resolve(model_key, progress)
+        gate = self._enter(choice.key)
         with gate.lock:  # one request per model at a time
             with self._lock:
                 gate.waiting -= 1
             progress(0.0, "loading the model")
-            predictor = self.predictor(ckpt)
+            predictor = self.predictor(choice)
             progress(0.5, "reading the audio")
             t0 = time.perf_counter()
             try:
@@ -247,10 +260,11 @@ class DemoBackend:
                 raise DemoError(str(exc)) from exc
             return pred, self._playback_file(x), predictor.load_ms
 
-    def _enter(self, ckpt: Path) -> _Gate:
-        """Queue a request for `ckpt`'s turn, or refuse it when `queue_limit` already wait."""
+    def _enter(self, key: str) -> _Gate:
+        """Queue a request for model `key`'s turn, or refuse it when `queue_limit` already
+        wait."""
         with self._lock:
-            gate = self._gates.setdefault(ckpt, _Gate())
+            gate = self._gates.setdefault(key, _Gate())
             busy = gate.lock.locked()
             if busy and gate.waiting >= self.queue_limit:
                 raise DemoError(

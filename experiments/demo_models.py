@@ -24,6 +24,7 @@ from experiments.inference import (
     demo_checkpoint,
     read_audio,
 )
+from experiments.late_fusion import DEFAULT_TEXT_WEIGHT, LateFusionError, check_weight
 from lightning_modules.architectures import ARCHITECTURES
 
 log = logging.getLogger("experiments.demo")
@@ -43,17 +44,52 @@ class DemoError(Exception):
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """One entry of the model menu: a checkpoint that exists."""
+    """One entry of the model menu: a checkpoint that exists; with `text`, a late fusion of
+    that acoustic checkpoint with the lexical checkpoint `text` (text weight `text_weight`)."""
 
     key: str
     label: str
     architecture: str
     checkpoint: Path
+    text: Path | None = None
+    text_weight: float | None = None
 
 
-def available_models(runs_dir: Path) -> list[ModelChoice]:
-    """Every best checkpoint under `runs_dir` (MMMLA's first), by architecture."""
+@dataclass(frozen=True)
+class LateText:
+    """The text model the operator pairs with every acoustic model of the same classes
+    (`experiments.demo --late-text CKPT [--text-weight W]`)."""
+
+    checkpoint: Path
+    weight: float = DEFAULT_TEXT_WEIGHT
+
+    @classmethod
+    def check(cls, checkpoint: Path, weight: float = DEFAULT_TEXT_WEIGHT) -> LateText:
+        """Refuse, naming the file, a checkpoint that is missing or not a text-only model,
+        and a weight outside [0, 1]."""
+        try:
+            check_weight(weight)
+        except LateFusionError as exc:
+            raise DemoError(f"--text-weight: {exc}") from None
+        if not Path(checkpoint).is_file():
+            raise DemoError(f"--late-text: no checkpoint at {checkpoint}")
+        try:
+            arch = checkpoint_record(checkpoint)["architecture"]
+        except PredictError as exc:
+            raise DemoError(f"--late-text: {exc}") from None
+        if arch != "lexical":
+            raise DemoError(
+                f"--late-text: {checkpoint} holds a model of architecture {arch!r}; late "
+                "fusion needs a lexical (text-only) one"
+            )
+        return cls(Path(checkpoint), weight)
+
+
+def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[ModelChoice]:
+    """Every best checkpoint under `runs_dir` (MMMLA's first), by architecture; with
+    `late_text`, then each acoustic one with the same classes fused with that text model."""
     found: list[ModelChoice] = []
+    classes: dict[Path, list[str]] = {}
     for path in sorted(Path(runs_dir).rglob("checkpoints/best.ckpt")):
         try:
             record = checkpoint_record(path)
@@ -63,8 +99,27 @@ def available_models(runs_dir: Path) -> list[ModelChoice]:
         arch, corpus = record["architecture"], record["data"].get("corpus") or "?"
         rel = _display_path(path.parent.parent, runs_dir)
         found.append(ModelChoice(str(path), f"{arch} · {rel} ({corpus})", arch, path))
+        classes[path] = list(record["class_names"])
     order = {a: i for i, a in enumerate(ARCHITECTURES)}
-    return sorted(found, key=lambda c: (order.get(c.architecture, 99), c.label))
+    found.sort(key=lambda c: (order.get(c.architecture, 99), c.label))
+    if late_text is None:
+        return found
+    text_classes = list(checkpoint_record(late_text.checkpoint)["class_names"])
+    text_rel = _display_path(late_text.checkpoint.parent.parent, runs_dir)
+    late = [
+        ModelChoice(
+            f"late:{c.checkpoint}",
+            f"late fusion · {c.label.removeprefix('acoustic · ')} + text {text_rel} "
+            f"(w {late_text.weight:.2f})",
+            c.architecture,
+            c.checkpoint,
+            late_text.checkpoint,
+            late_text.weight,
+        )
+        for c in found
+        if c.architecture == "acoustic" and classes[c.checkpoint] == text_classes
+    ]
+    return found + late
 
 
 def how_to_make(architecture: str) -> str:

@@ -21,12 +21,16 @@ class FakePredictor(Predictor):
     """The real Predictor's windows and voice-activity check around a stand-in model."""
 
     loaded: list[Path] = []
+    built: list[tuple[Path, list[Path], float | None]] = []
     calls: list[int] = []
     delay = 0.0
     load_ms = 1.0
 
-    def __init__(self, ckpt, fallback=None, asr="none", runs_dir=None) -> None:
+    def __init__(
+        self, ckpt, fallback=None, asr="none", runs_dir=None, ensemble=(), text_weight=None
+    ) -> None:
         FakePredictor.loaded.append(Path(ckpt))
+        FakePredictor.built.append((Path(ckpt), [Path(p) for p in ensemble], text_weight))
 
     def predict_waveform(self, x, name, transcript=None, timings=None, progress=None):
         FakePredictor.calls.append(len(x))
@@ -44,11 +48,12 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> demo.DemoBackend
         c.parent.mkdir(parents=True)
         c.write_bytes(b"x")
     menu = [demo.ModelChoice(str(c), c.parent.parent.name, "acoustic", c) for c in ckpts]
-    monkeypatch.setattr(demo_backend, "available_models", lambda _runs: menu)
-    monkeypatch.setattr(demo, "available_models", lambda _runs: menu)  # what the tests list
+    monkeypatch.setattr(demo_backend, "available_models", lambda _runs, _late=None: menu)
+    monkeypatch.setattr(demo, "available_models", lambda _runs, _late=None: menu)  # the tests' list
     monkeypatch.setattr(demo_backend, "Predictor", FakePredictor)
     monkeypatch.setattr(demo_models, "checkpoint_record", lambda _c: {"architecture": "acoustic"})
     FakePredictor.loaded, FakePredictor.calls, FakePredictor.delay = [], [], 0.0
+    FakePredictor.built = []
     b = demo.DemoBackend(runs, max_upload_mb=50, asr="none", max_duration_s=60, queue_limit=1)
     yield b
     b.close()
@@ -94,7 +99,7 @@ def test_loaded_models_are_bounded_lru(backend, tmp_path: Path) -> None:
     keys = [c.key for c in demo.available_models(backend.runs_dir)]
     for key in (keys[0], keys[1], keys[0], keys[2]):
         backend.predict(key, clip)
-    assert list(backend._predictors) == [Path(keys[0]), Path(keys[2])]  # b was least recent
+    assert list(backend._predictors) == [keys[0], keys[2]]  # b was least recent
     assert len(FakePredictor.loaded) == 3
 
 
@@ -137,3 +142,51 @@ def test_playback_files_are_bounded_and_removed_at_close(backend, tmp_path: Path
     assert len(list(backend.playback_dir.glob("*.wav"))) == demo.KEEP_PLAYBACK
     backend.close()
     assert not backend.playback_dir.exists()
+
+
+def test_late_fusion_entries_pair_acoustic_models_of_the_text_models_classes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    records = {
+        "a4": ("acoustic", ["ang", "hap", "neu", "sad"]),
+        "a8": ("acoustic", ["ang", "cal", "dis", "fea", "hap", "neu", "sad", "sur"]),
+        "m4": ("mmmla", ["ang", "hap", "neu", "sad"]),
+        "text": ("lexical", ["ang", "hap", "neu", "sad"]),
+    }
+    for name in records:
+        c = runs / name / "checkpoints" / "best.ckpt"
+        c.parent.mkdir(parents=True)
+        c.write_bytes(b"x")
+
+    def record(path) -> dict:
+        arch, classes = records[Path(path).parent.parent.name]
+        return {"architecture": arch, "class_names": classes, "data": {"corpus": "c"}}
+
+    monkeypatch.setattr(demo_models, "checkpoint_record", record)
+    monkeypatch.setattr(demo_backend, "Predictor", FakePredictor)
+    FakePredictor.loaded, FakePredictor.built, FakePredictor.calls = [], [], []
+    text = runs / "text" / "checkpoints" / "best.ckpt"
+    late_text = demo.LateText.check(text, 0.4)
+    menu = demo.available_models(runs, late_text)
+    late = [c for c in menu if c.text is not None]
+    # only the 4-class acoustic model: the 8-class one and the fused model get no entry
+    assert [(c.checkpoint.parent.parent.name, c.text, c.text_weight) for c in late] == [
+        ("a4", text, 0.4)
+    ]
+    assert late[0].key.startswith("late:") and menu[-1] == late[0]
+    assert late[0].label == "late fusion · runs/a4 (c) + text runs/text (w 0.40)"
+    assert len(menu) == len(demo.available_models(runs)) + 1
+    backend = demo.DemoBackend(runs, asr="none", max_duration_s=60, late_text=late_text)
+    try:
+        backend.predict(late[0].key, speech(tmp_path / "ok.wav", 1))
+        assert FakePredictor.built == [(late[0].checkpoint, [text], 0.4)]
+        backend.predict("acoustic", speech(tmp_path / "ok.wav", 1))  # the plain a4 model
+        assert FakePredictor.built[-1] == (late[0].checkpoint, [], None)
+        assert list(backend._predictors) == [late[0].key, str(late[0].checkpoint)]
+    finally:
+        backend.close()
+    with pytest.raises(
+        demo.DemoError, match=r"--late-text: .*a4.*holds a model of architecture 'acoustic'"
+    ):
+        demo.LateText.check(runs / "a4" / "checkpoints" / "best.ckpt")

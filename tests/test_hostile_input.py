@@ -256,7 +256,7 @@ def test_demo_shows_bad_checkpoint_as_one_line(demo_ckpts, tmp_path: Path, monke
     sf.write(clip, (0.3 * np.sin(np.arange(16_000) / 8)).astype(np.float32), 16_000)
     ckpt, _ = _hostile_checkpoints(demo_ckpts.checkpoint("acoustic"), tmp_path)["front end"]
     menu = [demo.ModelChoice(str(ckpt), "bad", "acoustic", ckpt)]
-    monkeypatch.setattr(demo_backend, "available_models", lambda _runs: menu)
+    monkeypatch.setattr(demo_backend, "available_models", lambda _runs, _late=None: menu)
     backend = demo.DemoBackend(tmp_path / "runs", asr="none")
     try:
         with pytest.raises(demo.PredictError) as info:

@@ -306,23 +306,30 @@ def test_an_ensemble_averages_its_models_and_a_wordless_clip_leaves_out_those_ne
         Predictor(acoustic, ensemble=[other])
 
 
-def test_late_fusion_weighs_audio_and_text_checkpoints_and_needs_both(
-    models: DemoModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from experiments.inference import PredictError, Predictor
+@pytest.fixture(scope="module")
+def lexical(models: DemoModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text-only model of the built-in corpus (1 epoch), outside the demo's runs folder."""
     from tests.demo_models import HIDDEN
 
-    acoustic, mmmla = models.checkpoint("acoustic"), models.checkpoint("mmmla")
+    root = tmp_path_factory.mktemp("lex")
     cmd = [
         sys.executable, "-m", "experiments.train", "fit",
         "--config", str(REPO / "configs" / "lexical_attention.yaml"),
-        "--data.corpus", "builtin", "--trainer.default_root_dir", str(tmp_path / "lex"),
+        "--data.corpus", "builtin", "--trainer.default_root_dir", str(root),
         "--trainer.max_epochs", "1", "--model.hidden_size", str(HIDDEN),
         "--trainer.enable_progress_bar", "false", "--wandb", "false",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=models.env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lexical = tmp_path / "lex" / "checkpoints" / "best.ckpt"
+    return root / "checkpoints" / "best.ckpt"
+
+
+def test_late_fusion_weighs_audio_and_text_checkpoints_and_needs_both(
+    models: DemoModels, lexical: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.inference import PredictError, Predictor
+
+    acoustic, mmmla = models.checkpoint("acoustic"), models.checkpoint("mmmla")
     x = (0.3 * np.sin(2 * np.pi * 180 * np.arange(32_000) / 16_000)).astype(np.float32)
     text = "kids are talking by the door"
 
@@ -358,3 +365,58 @@ def test_late_fusion_weighs_audio_and_text_checkpoints_and_needs_both(
         Predictor(acoustic, ensemble=[mmmla], text_weight=0.3)
     with pytest.raises(PredictError, match=r"must be in \[0, 1\]; got 1.5"):
         Predictor(acoustic, ensemble=[lexical], text_weight=1.5)
+
+
+def test_demo_offers_each_acoustic_model_late_fused_with_the_named_text_model(
+    models: DemoModels, lexical: Path, tmp_path: Path
+) -> None:
+    from experiments import demo
+    from experiments.inference import Predictor
+
+    acoustic = models.checkpoint("acoustic")
+    plain = demo.DemoBackend(models.runs, asr="none")
+    late_text = demo.LateText.check(lexical, 0.25)
+    backend = demo.DemoBackend(models.runs, asr="none", late_text=late_text)
+    try:
+        menu = backend.choices()
+        assert menu[: len(plain.choices())] == plain.choices()  # the plain entries stay first
+        late = [c for c in menu if c.text is not None]
+        acoustic_entries = [c for c in plain.choices() if c.architecture == "acoustic"]
+        assert [c.checkpoint for c in late] == [c.checkpoint for c in acoustic_entries]
+        assert all(c.text == lexical and c.text_weight == 0.25 for c in late)
+        assert all(c.label.startswith("late fusion · ") and "(w 0.25)" in c.label for c in late)
+        entry = next(c for c in late if c.checkpoint == acoustic)
+        # an architecture name still means its plain model
+        assert backend.resolve("acoustic").text is None
+        x = (0.3 * np.sin(2 * np.pi * 180 * np.arange(32_000) / 16_000)).astype(np.float32)
+        text = "kids are talking by the door"
+
+        def probs(pred) -> np.ndarray:
+            return np.array([pred.probabilities[c] for c in sorted(pred.probabilities)])
+
+        expected = Predictor(acoustic, asr="none", ensemble=[lexical], text_weight=0.25)
+        served = backend.predictor(backend.resolve(entry.key))
+        np.testing.assert_allclose(
+            probs(served.predict_waveform(x, "clip", transcript=text)),
+            probs(expected.predict_waveform(x, "clip", transcript=text)),
+            atol=1e-6,
+        )
+        # through the page's call: no ASR here, so no words, and the acoustic model answers
+        clip = tmp_path / "clip.wav"
+        sf.write(clip, x, 16_000)
+        pred, _, _ = backend.predict(entry.key, clip)
+        alone, _, _ = plain.predict(str(acoustic), clip)
+        np.testing.assert_allclose(probs(pred), probs(alone), atol=1e-6)
+        # the operator's text model must exist and be text-only, its weight in [0, 1]
+        with pytest.raises(
+            demo.DemoError, match=r"--late-text: .*best.ckpt holds a model of architecture 'mmmla'"
+        ):
+            demo.LateText.check(models.checkpoint("mmmla"))
+        with pytest.raises(demo.DemoError, match="--late-text: no checkpoint at .*nowhere"):
+            demo.LateText.check(tmp_path / "nowhere.ckpt")
+        with pytest.raises(demo.DemoError, match=r"--text-weight: .*got -0.1"):
+            demo.LateText.check(lexical, -0.1)
+        assert demo.main(["--late-text", str(acoustic), "--no-examples"]) == 2
+    finally:
+        backend.close()
+        plain.close()
