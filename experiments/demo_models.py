@@ -61,7 +61,8 @@ class LateText:
     (`experiments.demo --late-text CKPT [--text-weight W]`)."""
 
     checkpoint: Path
-    weight: float = DEFAULT_TEXT_WEIGHT
+    weight: float
+    class_names: tuple[str, ...]
 
     @classmethod
     def check(cls, checkpoint: Path, weight: float = DEFAULT_TEXT_WEIGHT) -> LateText:
@@ -74,15 +75,16 @@ class LateText:
         if not Path(checkpoint).is_file():
             raise DemoError(f"--late-text: no checkpoint at {checkpoint}")
         try:
-            arch = checkpoint_record(checkpoint)["architecture"]
+            record = checkpoint_record(checkpoint)
         except PredictError as exc:
             raise DemoError(f"--late-text: {exc}") from None
+        arch = record["architecture"]
         if arch != "lexical":
             raise DemoError(
                 f"--late-text: {checkpoint} holds a model of architecture {arch!r}; late "
                 "fusion needs a lexical (text-only) one"
             )
-        return cls(Path(checkpoint), weight)
+        return cls(Path(checkpoint), weight, tuple(record["class_names"]))
 
 
 def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[ModelChoice]:
@@ -104,7 +106,7 @@ def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[
     found.sort(key=lambda c: (order.get(c.architecture, 99), c.label))
     if late_text is None:
         return found
-    text_classes = list(checkpoint_record(late_text.checkpoint)["class_names"])
+    text_classes = list(late_text.class_names)
     text_rel = _display_path(late_text.checkpoint.parent.parent, runs_dir)
     late = [
         ModelChoice(
