@@ -91,7 +91,7 @@ def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[
     """Every best checkpoint under `runs_dir` (MMMLA's first), by architecture; with
     `late_text`, then each acoustic one with the same classes fused with that text model."""
     found: list[ModelChoice] = []
-    classes: dict[Path, list[str]] = {}
+    classes: dict[Path, tuple[str, ...]] = {}
     for path in sorted(Path(runs_dir).rglob("checkpoints/best.ckpt")):
         try:
             record = checkpoint_record(path)
@@ -101,12 +101,11 @@ def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[
         arch, corpus = record["architecture"], record["data"].get("corpus") or "?"
         rel = _display_path(path.parent.parent, runs_dir)
         found.append(ModelChoice(str(path), f"{arch} · {rel} ({corpus})", arch, path))
-        classes[path] = list(record["class_names"])
+        classes[path] = tuple(record["class_names"])
     order = {a: i for i, a in enumerate(ARCHITECTURES)}
     found.sort(key=lambda c: (order.get(c.architecture, 99), c.label))
     if late_text is None:
         return found
-    text_classes = list(late_text.class_names)
     text_rel = _display_path(late_text.checkpoint.parent.parent, runs_dir)
     late = [
         ModelChoice(
@@ -119,7 +118,7 @@ def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[
             late_text.weight,
         )
         for c in found
-        if c.architecture == "acoustic" and classes[c.checkpoint] == text_classes
+        if c.architecture == "acoustic" and classes[c.checkpoint] == late_text.class_names
     ]
     return found + late
 
