@@ -38,10 +38,12 @@ from datamodules.perturb import PerturbError, check_factors, copy_id, speed_view
 from datamodules.sampling import BucketBatchSampler, EpochSampler
 from datamodules.splits import DEFAULT_FOLDS, PARTS, load_or_create_split
 from datamodules.utterance_stats import (
+    StatsSetError,
+    clip_stats,
     fit_stats_normalizer,
     standardised,
     stats_dim,
-    utterance_stats,
+    stats_set,
 )
 
 if TYPE_CHECKING:
@@ -130,14 +132,15 @@ class EmotionDataModule(pl.LightningDataModule):
         transcripts: Literal["gold", "asr"] = "gold",
         test_transcripts: Literal["gold", "asr"] | None = None,
         fit_on: Literal["train", "train+val"] = "train",
-        utterance_stats: bool = False,
+        utterance_stats: bool | str = False,
         speed_perturb: list[float] | None = None,
     ) -> None:
         """`acoustic_features`: compare_lld, whisper_tiny, whisper_base or hf:<local path>
         (`acoustic_layer`: an index, last or all for hf:); `feature_device`: cpu, cuda or auto,
         where a neural front end runs when the cache is filled. `fit_on` "train+val" trains
         on the val speakers too (the refit of `experiments.refit`; val figures are then
-        in-sample); the split and the test part are unchanged. `utterance_stats` adds each
+        in-sample); the split and the test part are unchanged. `utterance_stats` (true or
+        "frames"; "speech" adds statistics over the speech frames, ComParE LLDs only) adds each
         clip's frame statistics, standardised per speaker (`datamodules.utterance_stats`).
         `speed_perturb` (e.g. [0.9, 1.1]) also trains on a copy of each training clip played at
         each factor (`datamodules.perturb`); val and test are never perturbed."""
@@ -160,6 +163,15 @@ class EmotionDataModule(pl.LightningDataModule):
             self.speed_perturb = check_factors(speed_perturb)
         except PerturbError as exc:
             raise DataModuleError(str(exc)) from exc
+        try:
+            stats_which = stats_set(utterance_stats)
+        except StatsSetError as exc:
+            raise DataModuleError(str(exc)) from exc
+        if stats_which == "speech" and acoustic_features != "compare_lld":
+            raise DataModuleError(
+                "data.utterance_stats speech finds speech frames by the RMS energy of ComParE "
+                f"LLD frames; acoustic_features is '{acoustic_features}' (use true)"
+            )
         if batch_size < 1 or num_workers < 0 or (max_frames is not None and max_frames < 1):
             raise DataModuleError("batch_size and max_frames must be >= 1, num_workers >= 0")
         self.save_hyperparameters()
@@ -184,7 +196,7 @@ class EmotionDataModule(pl.LightningDataModule):
         self.transcripts = transcripts
         self.test_transcripts = test_transcripts or transcripts
         self.fit_on = fit_on
-        self.utterance_stats = utterance_stats
+        self.utterance_stats = stats_which  # None, "frames" or "speech"
         self.utterance_stats_dim = 0  # length of each clip's statistics vector (0: none)
         self.stats_normalizer: Normalizer | None = None
 
@@ -389,15 +401,17 @@ class EmotionDataModule(pl.LightningDataModule):
                 if u in raw:  # the val part is also in train with fit_on "train+val"
                     continue
                 x = ds.features.acoustic[u]
-                raw[u] = utterance_stats(
-                    self.normalizer.normalize(x, spk) if self.normalizer else x
+                raw[u] = clip_stats(
+                    x,
+                    self.normalizer.normalize(x, spk) if self.normalizer else x,
+                    self.utterance_stats,
                 )
                 speaker_of[u] = spk
         if self.stats_normalizer is None:
             self.stats_normalizer = fit_stats_normalizer(
                 raw, self.fit_ids(), speaker_of, self.normalization
             )
-        self.utterance_stats_dim = stats_dim(self.acoustic_dim)
+        self.utterance_stats_dim = stats_dim(self.acoustic_dim, self.utterance_stats)
         for ds in self.datasets.values():
             ds.stats = {
                 u: standardised(raw[u], self.stats_normalizer, spk)

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from datamodules.batch import Batch
 from datamodules.normalization import Normalizer
-from datamodules.utterance_stats import standardised, utterance_stats
+from datamodules.utterance_stats import clip_stats, standardised
 
 
 @dataclass
@@ -174,9 +174,11 @@ def inference_batch(
     utterance_id: str = "input",
     speaker: str | None = None,
     stats_normalizer: Normalizer | None = None,
+    stats_which: str = "frames",
 ) -> Batch:
     """A one-item `Batch` from raw features (acoustic (T, F), words, cls, spans), as in training;
-    with `stats_normalizer` (a model trained with `utterance_stats`) the clip's statistics too."""
+    with `stats_normalizer` (a model trained with `utterance_stats`) the clip's statistics too,
+    of the set `stats_which` ("frames" or "speech")."""
     item = Item(utterance_id, -1)
     if "lexical" in modalities and features.get("words") is not None:
         item.words = np.asarray(features["words"], dtype=np.float32)
@@ -186,5 +188,6 @@ def inference_batch(
         x = np.asarray(features["acoustic"], dtype=np.float32)
         item.acoustic = normalizer.normalize(x, speaker) if normalizer else x
         if stats_normalizer is not None:
-            item.stats = standardised(utterance_stats(item.acoustic), stats_normalizer, speaker)
+            stats = clip_stats(x, item.acoustic, stats_which)
+            item.stats = standardised(stats, stats_normalizer, speaker)
     return collate([item])

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from datamodules.splits import load_keyed_split, split_key
+from datamodules.utterance_stats import stats_set
 from experiments.benchmark_table import Row, build_table, write_outputs
 from experiments.late_fusion import (
     DEFAULT_TEXT_WEIGHT,
@@ -97,9 +98,10 @@ def load_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
 FIT_SUFFIX = {"train+val": "", "train": " · train only"}
 
 
+# data.utterance_stats by its value: the statistics set a row's runs read.
+STATS_LABELS = {"frames": "utterance stats", "speech": "utterance stats · speech frames"}
 # Recipe switches a row names when a run turned them on (config key -> label).
 RECIPE_LABELS = {
-    "utterance_stats": "utterance stats",
     "speed_perturb": "speed perturbation {}",
     "time_masks": "time masks ×{}",
     "feature_masks": "feature masks ×{}",
@@ -135,6 +137,8 @@ def recipe_labels(config: dict[str, Any]) -> list[str]:
         for m in ("acoustic", "lexical")
         if config.get(f"init_{m}")
     ]
+    stats = stats_set(config.get("utterance_stats"))  # older runs: true
+    labels += [STATS_LABELS[stats]] if stats else []
     labels += [label.format(config[k]) for k, label in RECIPE_LABELS.items() if config.get(k)]
     return labels
 

@@ -401,4 +401,5 @@ class Predictor:
             name,
             speaker=None,
             stats_normalizer=model.stats_normalizer,
+            stats_which=model.stats_set,
         )

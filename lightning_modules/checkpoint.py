@@ -107,6 +107,13 @@ class LoadedModel:
         return float(self.record["features"].get("frame_step_s") or 0.01)
 
     @property
+    def stats_set(self) -> str:
+        """The utterance statistics set the model reads ("frames" for records before sets)."""
+        from datamodules.utterance_stats import stats_set
+
+        return stats_set(self.record["data"].get("utterance_stats")) or "frames"
+
+    @property
     def corpus(self) -> str:
         return str(self.record["data"].get("corpus") or "")
 

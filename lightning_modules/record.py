@@ -40,6 +40,7 @@ def build_record(
         "val_speakers",
         "max_frames",
         "normalization",
+        "utterance_stats",  # the statistics set (None, "frames", "speech"; old records: bool)
     )
     return {
         "version": RECORD_VERSION,
