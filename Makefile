@@ -58,12 +58,14 @@ BENCH_TUNED ?= --set config=configs/acoustic_attention_tuned.yaml --set data.nor
   --set model.hidden_size=32
 # On ComParE LLDs: the attention model tuned on the val actors for LLDs with each clip's frame
 # statistics standardised per speaker beside it (configs/acoustic_attention_lld.yaml,
-# data.utterance_stats; README "Utterance statistics standardised per speaker"), trained
-# on speed-perturbed copies too (README "Speed perturbation"); the benchmark sweep's BLSTM
-# width (64) would override the file's, so it is set again here.
+# data.utterance_stats; README "Utterance statistics standardised per speaker"), with the
+# statistics over each clip's speech frames too (data.utterance_stats speech; README
+# "Statistics over the speech frames"), trained on speed-perturbed copies too (README "Speed
+# perturbation"); the benchmark sweep's BLSTM width (64) would override the file's, so it is
+# set again here.
 BENCH_TUNED_LLD_FEATURES ?= compare_lld
 BENCH_LLD ?= --set config=configs/acoustic_attention_lld.yaml --set data.normalization=speaker \
-  --set data.utterance_stats=true --set model.hidden_size=128 --set "data.speed_perturb=[0.9, 1.1]"
+  --set data.utterance_stats=speech --set model.hidden_size=128 --set "data.speed_perturb=[0.9, 1.1]"
 # TEST_SPEAKERS="A, B": one split testing on exactly those speakers (trained on the others,
 # val drawn from them) instead of the speaker folds, into runs/benchmark/<corpus>-heldout/A+B;
 # the table covers every held-out set run so far (each one a fold of it)
@@ -93,7 +95,7 @@ benchmark: install  ## real-speech table on speaker folds + baselines: make benc
 	done; done
 	$(call BENCH_SWEEP,$(BENCH_RECIPE_FEATURES),$(BENCH_RECIPE),_recipe)
 	$(call BENCH_SWEEP,$(BENCH_TUNED_FEATURES),$(BENCH_TUNED),_tuned)
-	$(call BENCH_SWEEP,$(BENCH_TUNED_LLD_FEATURES),$(BENCH_LLD),_tuned_utterance_stats_sp)
+	$(call BENCH_SWEEP,$(BENCH_TUNED_LLD_FEATURES),$(BENCH_LLD),_tuned_speech_stats_sp)
 	$(PY) -m experiments.benchmark $(BENCH_TABLE) $(if $(LATE_TEXT),--late-text $(LATE_TEXT))
 
 layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
