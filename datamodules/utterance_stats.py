@@ -101,7 +101,7 @@ def utterance_stats(frames: np.ndarray, speech: np.ndarray | None = None) -> np.
 def clip_stats(raw: np.ndarray, normalized: np.ndarray, which: str = "frames") -> np.ndarray:
     """One clip's statistics (set `which`) of its `normalized` frames; the speech frames of the
     set "speech" are found on its `raw` (un-normalised ComParE LLD) frames."""
-    from datamodules.features.acoustic import voiced_frames
+    from datamodules.features.acoustic import voiced_frames  # loads the features package
 
     speech = voiced_frames(np.asarray(raw)) if which == "speech" else None
     return utterance_stats(normalized, speech)
