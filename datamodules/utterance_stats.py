@@ -36,6 +36,8 @@ SPEECH_PERCENTILES = (1, 50, 99)
 SPEECH_STATISTICS = ("speech_mean", "speech_std", *(f"speech_p{q}" for q in SPEECH_PERCENTILES))
 MIN_SPEECH_FRAMES = 3  # fewer speech frames than this: the speech statistics use every frame
 STATS_SETS = ("frames", "speech")  # the values of data.utterance_stats besides off
+# other spellings of data.utterance_stats (bools and None as str() writes them, lowercased)
+STATS_ALIASES = {"false": None, "none": None, "off": None, "": None, "true": "frames"}
 
 
 class StatsSetError(ValueError):
@@ -45,15 +47,9 @@ class StatsSetError(ValueError):
 def stats_set(value: bool | str | None) -> str | None:
     """data.utterance_stats as a set name: None (off: false, none), "frames" (true, frames)
     or "speech"; anything else raises, naming the option and the values it takes."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return "frames"
     text = str(value).strip().lower()
-    if text in ("false", "none", "off", ""):
-        return None
-    if text == "true":
-        return "frames"
+    if text in STATS_ALIASES:
+        return STATS_ALIASES[text]
     if text not in STATS_SETS:
         raise StatsSetError(
             f"data.utterance_stats must be false, true or one of {STATS_SETS}, got {value!r}"

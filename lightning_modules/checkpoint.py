@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datamodules.normalization import NormalizationError, Normalizer
+from datamodules.utterance_stats import stats_set
 from lightning_modules.architectures import ARCHITECTURES, Architecture
 from lightning_modules.checkpoint_file import (
     MAX_CHECKPOINT_BYTES,
@@ -109,8 +110,6 @@ class LoadedModel:
     @property
     def stats_set(self) -> str:
         """The utterance statistics set the model reads ("frames" for records before sets)."""
-        from datamodules.utterance_stats import stats_set
-
         return stats_set(self.record["data"].get("utterance_stats")) or "frames"
 
     @property
