@@ -115,6 +115,7 @@ class EmotionDataModule(pl.LightningDataModule):
         folds: int = DEFAULT_FOLDS,
         test_speakers: list[str] | None = None,
         val_speakers: list[str] | None = None,
+        exclude_speakers: list[str] | None = None,
         modalities: list[str] = ["acoustic", "lexical"],  # noqa: B006 (jsonargparse reads it)
         encoder: str = "minilm",
         layers: str = "last",
@@ -181,6 +182,7 @@ class EmotionDataModule(pl.LightningDataModule):
         self.folds = folds
         self.test_speakers = list(test_speakers) if test_speakers else None
         self.val_speakers = list(val_speakers) if val_speakers else None
+        self.exclude_speakers = sorted(exclude_speakers) if exclude_speakers else None
         self.modalities = [m for m in MODALITIES if m in modalities]
         self.encoder, self.layers, self.word_pooling = encoder, layers, word_pooling
         self.normalization = normalization
@@ -265,6 +267,7 @@ class EmotionDataModule(pl.LightningDataModule):
             self.test_speakers,
             self.val_speakers,
             folds=self.folds,
+            exclude_speakers=self.exclude_speakers,
         )
         self.feature_config = self._feature_config()
         self.asr_backend = _asr_backend(corpus)
@@ -552,6 +555,7 @@ class EmotionDataModule(pl.LightningDataModule):
             "seed": self.seed,
             "test_speakers": list(self.test_speakers or []),
             "val_speakers": list(self.val_speakers or []),
+            "exclude_speakers": list(self.exclude_speakers or []),
             "max_frames": self.max_frames,
             "transcripts": self.transcripts,
             "test_transcripts": self.test_transcripts,

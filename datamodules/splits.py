@@ -21,7 +21,11 @@ Protocols (`fold` picks one of `n_folds(table, protocol)` folds; `seed` fixes ev
   val/dev/development, test); with several test sets (MSP-Podcast's test1, test2) fold k is the
   k-th. Rows of other values (or of the other test sets) are left out.
 
-Files live in `cache/<corpus>/splits/<protocol>-seed<S>[-spk...]/fold<K>.json` with `train`,
+`exclude_speakers` (any protocol) leaves those speakers out of every part before the split is
+drawn, as if the corpus lacked them: inner folds over an outer fold's training speakers
+(cross-fitting, `experiments.stacked_fusion`), or learning curves over fewer speakers.
+
+Files live in `cache/<corpus>/splits/<protocol>-seed<S>[-spk...][-ex...]/fold<K>.json` with `train`,
 `val`, `test` lists of utterance ids; a file whose utterances are no longer exactly the table's
 (the corpus was prepared again) is redrawn with a warning, never reused. For speaker-independent protocols no test speaker may be in
 train or val: `SplitLeakError` otherwise, both when a split is made and when one is read back.
@@ -92,9 +96,12 @@ def make_split(
     val_speakers: Sequence[str] | None = None,
     val_fraction: float = 0.1,
     folds: int = DEFAULT_FOLDS,
+    exclude_speakers: Sequence[str] | None = None,
 ) -> dict[str, list[str]]:
-    """Split the utterance ids of `table` into train/val/test lists (each sorted)."""
+    """Split the utterance ids of `table` into train/val/test lists (each sorted), the
+    `exclude_speakers` in none of them."""
     _check_protocol(protocol)
+    table = without_speakers(table, exclude_speakers)
     if table["utterance_id"].duplicated().any():
         dup = table.loc[table["utterance_id"].duplicated(), "utterance_id"].iloc[0]
         raise SplitError(f"utterance id '{dup}' appears twice in the table")
@@ -191,8 +198,9 @@ def split_path(
     val_speakers: Sequence[str] | None = None,
     val_fraction: float = 0.1,
     folds: int = DEFAULT_FOLDS,
+    exclude_speakers: Sequence[str] | None = None,
 ) -> Path:
-    """`cache/<corpus>/splits/<protocol>[-k<K>]-seed<S>[-spk..[-mv]][-val..][-vf..]/fold<K>.json`."""
+    """`cache/<corpus>/splits/<protocol>[-k<K>]-seed<S>[-spk..[-mv]][-val..][-vf..][-ex..]/fold<K>.json`."""
     name = f"{protocol}-seed{seed}"
     if protocol == "speaker_kfold":
         name = f"{protocol}-k{folds}-seed{seed}"
@@ -204,6 +212,8 @@ def split_path(
         name += "-val" + _speaker_tag(val_speakers)
     if val_fraction != 0.1:
         name += f"-vf{val_fraction:g}"
+    if exclude_speakers:
+        name += "-ex" + _speaker_tag(exclude_speakers)
     return corpus_dir(corpus) / "splits" / name / f"fold{fold}.json"
 
 
@@ -216,12 +226,22 @@ def load_or_create_split(
     val_speakers: Sequence[str] | None = None,
     val_fraction: float = 0.1,
     folds: int = DEFAULT_FOLDS,
+    exclude_speakers: Sequence[str] | None = None,
 ) -> dict[str, list[str]]:
-    """Read the split file of these settings (checked against the table), or make and write it."""
+    """Read the split file of these settings (checked against the table less the excluded
+    speakers), or make and write it."""
     prepared = as_corpus(corpus)
-    table = prepared.table
+    table = without_speakers(prepared.table, exclude_speakers)
     path = split_path(
-        prepared.name, protocol, fold, seed, test_speakers, val_speakers, val_fraction, folds
+        prepared.name,
+        protocol,
+        fold,
+        seed,
+        test_speakers,
+        val_speakers,
+        val_fraction,
+        folds,
+        exclude_speakers,
     )
     if path.is_file():
         try:
@@ -261,6 +281,7 @@ def load_or_create_split(
         "folds": folds if protocol == "speaker_kfold" else None,
         "test_speakers": list(test_speakers or []),
         "val_speakers": list(val_speakers or []),
+        "exclude_speakers": sorted(exclude_speakers or []),
         "val_fraction": val_fraction,
         "counts": {part: len(split[part]) for part in PARTS},
         "speakers": {part: _speakers_of(table, split[part]) for part in PARTS},
@@ -273,7 +294,7 @@ def load_or_create_split(
 
 def split_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
     """The hashable key of the split a checkpoint record's `data` (or a datamodule's state)
-    describes: (corpus, protocol, folds, fold, seed, test speakers, val speakers)."""
+    describes: (corpus, protocol, folds, fold, seed, test, val and excluded speakers)."""
     return (
         data.get("corpus"),
         data.get("protocol"),
@@ -282,13 +303,14 @@ def split_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
         data.get("seed"),
         tuple(data.get("test_speakers") or ()),
         tuple(data.get("val_speakers") or ()),
+        tuple(sorted(data.get("exclude_speakers") or ())),
     )
 
 
 def load_keyed_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
     """The split of a `split_key` (its corpus a name or a loaded `PreparedCorpus`), read
     from its split file or drawn again."""
-    corpus, protocol, folds, fold, seed, test_spk, val_spk = key
+    corpus, protocol, folds, fold, seed, test_spk, val_spk, *rest = key
     return load_or_create_split(
         corpus,
         protocol,
@@ -297,7 +319,25 @@ def load_keyed_split(key: tuple[Any, ...]) -> dict[str, list[str]]:
         list(test_spk) or None,
         list(val_spk) or None,
         folds=int(folds or DEFAULT_FOLDS),
+        exclude_speakers=list(rest[0]) if rest and rest[0] else None,
     )
+
+
+def without_speakers(table: pd.DataFrame, speakers: Sequence[str] | None) -> pd.DataFrame:
+    """`table` without the rows of `speakers`; SplitError naming any speaker it lacks, or
+    where nothing would be left."""
+    if not speakers:
+        return table
+    unknown = sorted(set(speakers) - set(table["speaker"]))
+    if unknown:
+        raise SplitError(
+            f"exclude_speakers names speakers the corpus lacks: {unknown} "
+            f"(it has e.g. {sorted(set(table['speaker']))[:3]})"
+        )
+    kept = table[~table["speaker"].isin(set(speakers))]
+    if kept.empty:
+        raise SplitError("exclude_speakers leaves no speaker to split")
+    return kept.reset_index(drop=True)
 
 
 def _split_hash(table: pd.DataFrame) -> str:

@@ -48,6 +48,7 @@ RECORD_DATA_KEYS = (
     "fold",
     "folds",
     "test_speakers",
+    "exclude_speakers",
     "encoder",
     "layers",
     "word_pooling",

@@ -38,6 +38,7 @@ def build_record(
         "seed",
         "test_speakers",
         "val_speakers",
+        "exclude_speakers",
         "max_frames",
         "normalization",
         "utterance_stats",  # the statistics set (None, "frames", "speech"; old records: bool)

@@ -11,10 +11,12 @@ import pytest
 
 from datamodules.splits import (
     SplitError,
+    load_keyed_split,
     load_or_create_split,
     make_split,
     n_folds,
     speaker_groups,
+    split_key,
     split_path,
 )
 from datamodules.utterances import Utterance, read_table, write_table
@@ -105,3 +107,43 @@ def test_split_file_is_keyed_by_fold_count_and_reused(cache_dir: Path) -> None:
     assert split_path("kf", "speaker_kfold", fold=1, seed=2, folds=4) != path
     assert load_or_create_split("kf", "speaker_kfold", fold=1, seed=2, folds=5) == split
     assert n_folds(read_table("kf"), "speaker_kfold", 5) == 5
+
+
+def test_excluded_speakers_are_in_no_part_and_inner_folds_cover_the_rest(cache_dir: Path) -> None:
+    """Cross-fitting: inner folds over an outer fold's training speakers only."""
+    table = ravdess_like()
+    outer = make_split(table, "speaker_kfold", fold=2, seed=0, folds=6)
+    held_out = sorted(speakers_of(table, outer["test"]))
+    rest = set(table["speaker"]) - set(held_out)
+    tested: list[str] = []
+    for k in range(3):
+        inner = make_split(
+            table, "speaker_kfold", fold=k, seed=0, folds=3, exclude_speakers=held_out
+        )
+        for part in ("train", "val", "test"):
+            assert not speakers_of(table, inner[part]) & set(held_out)
+        assert len(speakers_of(table, inner["val"])) >= 2
+        tested += inner["test"]
+    assert speakers_of(table, tested) == rest and len(tested) == len(set(tested))
+    # the split file is its own, keyed by the exclusion, and read back the same
+    write_table(
+        "kfx",
+        [Utterance(**{k: v for k, v in r.items() if k != "gender"}) for r in table.to_dict("records")],
+        {"reader": "test"},
+    )
+    split = load_or_create_split("kfx", "speaker_kfold", 1, 0, folds=3, exclude_speakers=held_out)
+    path = split_path("kfx", "speaker_kfold", 1, 0, folds=3, exclude_speakers=held_out)
+    assert path.is_file() and "-ex" in path.parent.name
+    assert path != split_path("kfx", "speaker_kfold", 1, 0, folds=3)
+    data = {"corpus": "kfx", "protocol": "speaker_kfold", "folds": 3, "fold": 1, "seed": 0}
+    key = split_key({**data, "exclude_speakers": list(reversed(held_out))})
+    assert load_keyed_split(key) == split
+    assert load_keyed_split(split_key(data)) != split  # without it, the 18 speakers are dealt
+
+
+def test_excluding_unknown_or_every_speaker_is_refused() -> None:
+    table = ravdess_like(actors=4, per_actor=4)
+    with pytest.raises(SplitError, match="Actor_99"):
+        make_split(table, "speaker_kfold", 0, 0, folds=2, exclude_speakers=["Actor_99"])
+    with pytest.raises(SplitError, match="no speaker"):
+        make_split(table, "sd8020", exclude_speakers=sorted(table["speaker"].unique()))
