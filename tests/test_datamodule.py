@@ -17,6 +17,7 @@ from datamodules.datamodule import DataModuleError, EmotionDataModule
 from datamodules.dataset import Item, collate, inference_batch
 from datamodules.normalization import Normalizer
 from datamodules.sampling import BucketBatchSampler, EpochSampler, padding_fraction
+from datamodules.splits import SplitError
 from datamodules.utterances import CorpusError, Utterance, Word, write_table
 
 LABELS = ("ang", "hap", "neu", "sad")
@@ -357,6 +358,15 @@ def test_state_round_trips_through_a_weights_only_checkpoint(
         one.word_spans, ref.word_spans
     )
     assert one.labels.tolist() == [-1]
+
+
+def test_excluded_speakers_feed_no_part_and_travel_in_the_state(source: FakeSource) -> None:
+    dm = make_dm(protocol="speakers", test_speakers=["Ses02F"], exclude_speakers=["Ses01F"])
+    seen = {u.rsplit("_", 1)[0] for part in ("train", "val", "test") for u in dm.split[part]}
+    assert seen == {"Ses01M", "Ses02F", "Ses02M", "Ses03F", "Ses03M"}
+    assert dm.state_dict()["exclude_speakers"] == ["Ses01F"]
+    with pytest.raises(SplitError, match="nobody"):
+        make_dm(protocol="speakers", test_speakers=["Ses02F"], exclude_speakers=["nobody"])
 
 
 def test_bad_settings_fail_clearly(source: FakeSource) -> None:
