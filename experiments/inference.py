@@ -52,6 +52,7 @@ from experiments.model_finder import (  # noqa: F401 - re-exported
     load_model,
 )
 from lightning_modules.checkpoint import LoadedModel
+from lightning_modules.stacking import StackingError, fused_probabilities, load_fusion
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class Prediction:
     ensemble: list[str] = field(default_factory=list)
     # late fusion: the text models' share of the probabilities, where text models answered
     text_weight: float | None = None
+    # stacked fusion: the posterior GMU file that fused them, where text models answered
+    fusion: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -114,13 +117,16 @@ class Predictor:
         runs_dir: Path = DEFAULT_RUNS_DIR,
         ensemble: Sequence[str | Path] = (),
         text_weight: float | None = None,
+        fusion: str | Path | None = None,
     ) -> None:
         """`ensemble`: more checkpoints (e.g. other seeds) whose class probabilities are
         averaged with this one's; they must predict the same classes. A member that needs
         words sits out a clip without any; attention and gate come from `checkpoint`.
         `text_weight` w makes it a late fusion: (1 - w) · the mean of the members that hear
         the audio + w · the mean of the text-only ones (`experiments.late_fusion`); a clip
-        without words gets the audio members alone."""
+        without words gets the audio members alone. `fusion` instead fuses the two means with a
+        posterior GMU (`lightning_modules.stacking`, written by `experiments.stacked_fusion
+        --save`)."""
         self.model = load_model(checkpoint)
         self.features = FeaturePipeline(self.model)
         self.members: list[tuple[LoadedModel, FeaturePipeline]] = [(self.model, self.features)]
@@ -136,19 +142,33 @@ class Predictor:
             pipelines.setdefault(key, FeaturePipeline(member))
             self.members.append((member, pipelines[key]))
         self.text_weight = text_weight
+        self.fusion_path = Path(fusion) if fusion is not None else None
+        self.fusion = None
         if text_weight is not None:
             try:
                 check_weight(text_weight)
             except LateFusionError as exc:
                 raise PredictError(str(exc)) from None
-            if all(m.uses_acoustic for m, _ in self.members) or not any(
-                m.uses_acoustic for m, _ in self.members
-            ):
+        if fusion is not None:
+            if text_weight is not None:
+                raise PredictError("give a text weight or a fusion file, not both")
+            try:
+                self.fusion, names = load_fusion(Path(fusion))
+            except StackingError as exc:
+                raise PredictError(str(exc)) from None
+            if names != self.model.class_names:
                 raise PredictError(
-                    "a text weight (late fusion) needs checkpoints of both kinds: at least "
-                    "one that hears the audio and one lexical (text-only) model; got "
-                    + ", ".join(f"{m.path} ({m.architecture})" for m, _ in self.members)
+                    f"fusion file {fusion} fuses {names}, but {self.model.path} predicts "
+                    f"{self.model.class_names}"
                 )
+        hears = [m.uses_acoustic for m, _ in self.members]
+        if (text_weight is not None or fusion is not None) and (all(hears) or not any(hears)):
+            raise PredictError(
+                f"a {'text weight (late fusion)' if fusion is None else 'fusion file'} needs "
+                "checkpoints of both kinds: at least one that hears the audio and one lexical "
+                "(text-only) model; got "
+                + ", ".join(f"{m.path} ({m.architecture})" for m, _ in self.members)
+            )
         self.asr = asr
         self._fallback_path = Path(fallback) if fallback else None
         self._fallback: tuple[LoadedModel, FeaturePipeline] | None = None
@@ -327,8 +347,13 @@ class Predictor:
             hears = [m.uses_acoustic for m, _ in members]
             by_text = [p for p, h in zip(each, hears, strict=True) if not h]
             by_audio = [p for p, h in zip(each, hears, strict=True) if h]
-            weight = self.text_weight if by_text and by_audio else None  # no words: no text
-            if weight is None:
+            both = bool(by_text and by_audio)  # no words: no text
+            weight = self.text_weight if both else None
+            stacked = self.fusion if both else None
+            if stacked is not None:
+                p_audio, p_text = np.mean(by_audio, 0)[None], np.mean(by_text, 0)[None]
+                probs = fused_probabilities(stacked, p_audio, p_text)[0][0].astype(np.float64)
+            elif weight is None:
                 probs = np.mean(each, 0)
             else:
                 probs = mix(np.mean(by_audio, 0), np.mean(by_text, 0), weight)
@@ -359,6 +384,7 @@ class Predictor:
             gate=None if out.gate is None else out.gate[0].float().tolist(),
             ensemble=[str(m.path) for m, _ in members] if len(self.members) > 1 else [],
             text_weight=weight,
+            fusion=str(self.fusion_path) if stacked is not None else None,
         )
 
     def _answering(

@@ -6,7 +6,9 @@
 for every `checkpoints/best.ckpt` under it: the class probabilities of the models are
 averaged and `ensemble` lists the checkpoints that answered. Acoustic and lexical checkpoints
 together with `--text-weight W` make a late fusion: (1 - W) · the audio models' mean + W · the
-text models' (`text_weight` in the output; a clip without words gets the audio models alone).
+text models' (`text_weight` in the output; a clip without words gets the audio models alone);
+`--fusion FILE` fuses the two means with a posterior GMU fitted on cross-fitted posteriors
+instead (`experiments.stacked_fusion --save`; `fusion` in the output).
 
 Bad inputs (missing, corrupt, not audio, too short) get one error line on stderr naming the
 file; the other files are still predicted, and the exit status is 1 if any file failed. A file
@@ -56,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the audio + W · the mean of the lexical ones (default: one plain mean; README "
         '"Fusion" measured W = 1/3)',
     )
+    p.add_argument(
+        "--fusion",
+        type=Path,
+        help="fuse the audio and text checkpoints' means with a posterior GMU instead "
+        "(a file `experiments.stacked_fusion --save` wrote; README 'Stacked fusion')",
+    )
     p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
     p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])
     p.add_argument(
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         first, *others = checkpoints(args.checkpoint)
         predictor = Predictor(
             first, args.fallback, args.asr, args.runs_dir, ensemble=others,
-            text_weight=args.text_weight,
+            text_weight=args.text_weight, fusion=args.fusion,
         )  # fmt: skip
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -367,6 +367,58 @@ def test_late_fusion_weighs_audio_and_text_checkpoints_and_needs_both(
         Predictor(acoustic, ensemble=[lexical], text_weight=1.5)
 
 
+def test_a_stacked_fusion_file_fuses_audio_and_text_checkpoints(
+    models: DemoModels, lexical: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from experiments.inference import PredictError, Predictor
+    from lightning_modules.stacking import fit_posterior_gmu, fused_probabilities, save_fusion
+
+    acoustic = models.checkpoint("acoustic")
+    x = (0.3 * np.sin(2 * np.pi * 180 * np.arange(32_000) / 16_000)).astype(np.float32)
+    text = "kids are talking by the door"
+    audio_only = Predictor(acoustic, asr="none")
+    names = audio_only.model.class_names
+
+    def probs(pred) -> np.ndarray:
+        return np.array([pred.probabilities[c] for c in names])
+
+    audio = probs(audio_only.predict_waveform(x, "clip", transcript=text))
+    words = probs(Predictor(lexical, asr="none").predict_waveform(x, "clip", transcript=text))
+    rng = np.random.default_rng(0)
+    k = len(names)
+    y = rng.integers(0, k, 64)
+    gmu = fit_posterior_gmu(rng.dirichlet(np.ones(k), 64), rng.dirichlet(np.ones(k), 64), y)
+    path = save_fusion(gmu, names, tmp_path / "fusion.npz")
+    expected = fused_probabilities(gmu, audio[None], words[None])[0][0]
+    stacked = Predictor(acoustic, asr="none", ensemble=[lexical], fusion=path)
+    pred = stacked.predict_waveform(x, "clip", transcript=text)
+    np.testing.assert_allclose(probs(pred), expected / expected.sum(), atol=1e-5)
+    assert pred.fusion == str(path) and pred.text_weight is None
+    wordless = stacked.predict_waveform(x, "clip")  # no words: the audio model alone
+    np.testing.assert_allclose(probs(wordless), audio, atol=1e-6)
+    assert wordless.fusion is None
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, x, 16_000, subtype="FLOAT")
+    rc, stdout, stderr = predict_main(
+        capsys, "--checkpoint", acoustic, "--checkpoint", lexical, "--fusion", path,
+        "--transcript", text, clip,
+    )  # fmt: skip
+    assert rc == 0, stderr[-3000:]
+    (out,) = json_lines(stdout)
+    assert out["fusion"] == str(path)
+    np.testing.assert_allclose([out["probabilities"][c] for c in names], probs(pred), atol=1e-5)
+    with pytest.raises(PredictError, match="needs checkpoints of both kinds"):
+        Predictor(acoustic, fusion=path)
+    with pytest.raises(PredictError, match="not both"):
+        Predictor(acoustic, ensemble=[lexical], fusion=path, text_weight=0.3)
+    save_fusion(gmu, [*names[:-1], "other"], tmp_path / "other.npz")
+    with pytest.raises(PredictError, match="other.npz fuses"):
+        Predictor(acoustic, ensemble=[lexical], fusion=tmp_path / "other.npz")
+    (tmp_path / "bad.npz").write_text("no")
+    with pytest.raises(PredictError, match="bad.npz"):
+        Predictor(acoustic, ensemble=[lexical], fusion=tmp_path / "bad.npz")
+
+
 def test_demo_offers_each_acoustic_model_late_fused_with_the_named_text_model(
     models: DemoModels, lexical: Path, tmp_path: Path
 ) -> None:
