@@ -93,7 +93,10 @@ def config_record(model: Any, data: Any, seed: Any, datamodule: Any = None) -> d
     # the test words are the training words unless set (the datamodule's default)
     record["transcripts"] = record.get("transcripts") or "gold"
     record["test_transcripts"] = record.get("test_transcripts") or record["transcripts"]
-    record["seed"] = data.get("seed") if seed in (None, True, False) and data else seed
+    # the training seed (seed_everything); its absence (None, or a bool: "draw one") falls
+    # back to the split's. Not `seed in (None, True, False)`: 1 == True and 0 == False there
+    unset = seed is None or isinstance(seed, bool)
+    record["seed"] = data.get("seed") if unset and data else seed
     if datamodule is not None:
         record["feature_key"] = getattr(datamodule, "feature_key", None)
         test_key = getattr(datamodule, "test_feature_key", None)

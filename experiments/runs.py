@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +163,25 @@ def load_runs(sweep_dir: Path) -> tuple[list[RunRecord], list[str]]:
         if not isinstance(metrics, dict) or not _is_number(metrics.get("ua")):
             skipped.append(f"{path}: no numeric 'ua'")
             continue
-        runs.append(RunRecord(path.parent, metrics))
+        runs.append(RunRecord(path.parent, _with_training_seed(metrics, path.parent)))
     return runs, skipped
+
+
+def _with_training_seed(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """`metrics` whose config's seed is the run's `seed_everything` (from its `config.yaml`):
+    records written before 2026-12-07 gave seed 1 the split's seed (1 == True there), so
+    seeds 0 and 1 of a fold shared one pairing key."""
+    config = metrics.get("config")
+    saved = run_dir / "config.yaml"
+    if not isinstance(config, dict) or not saved.is_file():
+        return metrics
+    try:
+        found = re.search(r"^seed_everything:\s*(\d+)\s*$", saved.read_text("utf-8"), re.M)
+    except (OSError, UnicodeDecodeError):
+        return metrics
+    if found:
+        config["seed"] = int(found.group(1))
+    return metrics
 
 
 def transcript_setting(run: RunRecord) -> str:

@@ -302,6 +302,30 @@ def test_the_run_record_carries_the_training_settings() -> None:
     }
 
 
+def test_the_run_record_keeps_the_training_seed_and_old_records_get_it_back(
+    tmp_path: Path,
+) -> None:
+    from experiments.run_record import config_record
+    from experiments.runs import load_runs, pair_key
+
+    model = {"architecture": "acoustic", "pooling": "attention", "fusion": "none"}
+    data = {"corpus": "c", "seed": 0}
+    # 1 == True and 0 == False: seed 1 was once recorded as the split's seed 0
+    assert [config_record(model, data, s)["seed"] for s in (0, 1, 2)] == [0, 1, 2]
+    assert config_record(model, {**data, "seed": 5}, None)["seed"] == 5
+    assert config_record(model, {**data, "seed": 5}, True)["seed"] == 5
+    for seed in (0, 1):  # two runs of one fold written with the old record
+        run = tmp_path / f"fold-0__seed-{seed}"
+        run.mkdir()
+        metrics = {"ua": 0.5, "config": {"fold": 0, "seed": 0}}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        (run / "config.yaml").write_text(
+            f"# lightning\nseed_everything: {seed}\ndata:\n  seed: 0\n"
+        )
+    runs, _ = load_runs(tmp_path)
+    assert sorted(pair_key(r) for r in runs) == [("0", "0"), ("0", "1")]
+
+
 def test_a_moved_run_folder_still_finds_its_checkpoint(tmp_path: Path) -> None:
     from experiments.runs import RunRecord
 
