@@ -12,7 +12,10 @@ utterance (`experiments.late_fusion`). Per outer run, a `lightning_modules.stack
 (MMMLA's GMU and head over the two branches' log-probabilities) is fitted on the training
 utterances' cross-fitted acoustic and text posteriors and applied to the outer run's test
 utterances; beside it, late fusion with its text weight chosen on the same cross-fitted
-posteriors (UA, weights 0, 0.05, ..., 1) and with the fixed `DEFAULT_TEXT_WEIGHT`. Every row is
+posteriors (UA, weights 0, 0.05, ..., 1) and with the fixed `DEFAULT_TEXT_WEIGHT`. The GMU's
+width, weight decay and steps are chosen per outer run by cross-validation over its inner folds
+(`select_settings`; `--hidden H --epochs E` fixes them instead), recorded in
+`fusion_settings.json`. Every row is
 tested against the acoustic runs (Wilcoxon across folds); seed ensembles average the seeds'
 probabilities per fold. Writes `benchmark.md/.csv/.json` into --out (and with --save, each
 fitted fusion as `fusers/<fold>__seed-<S>.npz`).
@@ -21,15 +24,17 @@ fitted fusion as `fusers/<fold>__seed-<S>.npz`).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from datamodules.paths import atomic_write_text
 from experiments.baselines import scores
 from experiments.benchmark_table import Row, build_table, write_outputs
 from experiments.late_fusion import DEFAULT_TEXT_WEIGHT, LateFusionError, TextPosteriors, mix
@@ -41,6 +46,7 @@ from lightning_modules.stacking import (
     fit_posterior_gmu,
     fused_probabilities,
     save_fusion,
+    select_settings,
 )
 
 WEIGHT_GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)
@@ -53,6 +59,7 @@ class CrossFit:
     probabilities: dict[str, np.ndarray]  # utterance id -> (C,)
     labels: dict[str, int]
     class_names: list[str]
+    groups: dict[str, str] = field(default_factory=dict)  # utterance id -> its inner run
 
 
 def speakers_of(corpus: str) -> dict[str, str]:
@@ -82,6 +89,7 @@ def cross_fits(inner: Sequence[RunRecord]) -> dict[tuple[frozenset[str], int], C
             if uid in fit.probabilities:
                 raise StackingError(f"{run.run_dir}: {uid} was tested by two inner runs")
             fit.probabilities[uid], fit.labels[uid] = p.astype(np.float64), int(y)
+            fit.groups[uid] = str(run.run_dir)
     return out
 
 
@@ -104,9 +112,12 @@ def stack(
     text: TextPosteriors,
     settings: FitSettings | None = None,
     save_dir: Path | None = None,
+    chosen: dict[str, dict[str, object]] | None = None,
 ) -> list[Row]:
     """The table's rows: the acoustic runs, the stacked GMU, the two late fusions, their seed
-    ensembles, and the text alone, per fold of the outer runs."""
+    ensembles, and the text alone, per fold of the outer runs. Without `settings`, each
+    outer run's fusion takes the settings of `SELECTION_GRID` that cross-validate best over
+    its inner folds (`select_settings`); `chosen` collects them by outer run folder."""
     fits = cross_fits(inner)
     speaker_cache: dict[str, dict[str, str]] = {}
     names = ["acoustic", "stacked GMU (MMMLA fusion on cross-fitted posteriors)",
@@ -146,9 +157,15 @@ def stack(
         p_a = np.stack([fit.probabilities[u] for u in training])
         y = np.array([fit.labels[u] for u in training])
         p_t = text.of(Predictions(training, y, y, p_a, fit.class_names))
-        gmu = fit_posterior_gmu(p_a, p_t, y, seed=seed, settings=settings)
+        use, cv = settings, None
+        if use is None:
+            groups = np.array([fit.groups.get(u, "") for u in training])
+            use, cv = select_settings(p_a, p_t, y, groups, seed)
+        gmu = fit_posterior_gmu(p_a, p_t, y, seed=seed, settings=use)
         w = best_weight(p_a, p_t, y)
         fold = fold_name(run, test_spk)
+        if chosen is not None:
+            chosen[str(run.run_dir)] = {"settings": asdict(use), "cv_ua": cv, "text_weight": w}
         if save_dir is not None:
             save_fusion(gmu, fit.class_names, save_dir / f"{fold}__seed-{seed}.npz")
         t = text.of(pred)
@@ -182,8 +199,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--text", type=Path, required=True, help="lexical runs that tested every utterance"
     )
     p.add_argument("--out", type=Path, required=True, help="where benchmark.md/csv/json go")
-    p.add_argument("--hidden", type=int, default=FitSettings.hidden, help="GMU width")
-    p.add_argument("--epochs", type=int, default=FitSettings.epochs, help="full-batch steps")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        help="GMU width (default: chosen with the steps and weight decay "
+        "by cross-validation over the inner folds)",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=FitSettings.epochs, help="full-batch steps (with --hidden)"
+    )
     p.add_argument("--save", action="store_true", help="write each fitted fusion under OUT/fusers")
     args = p.parse_args(argv)
     start = time.time()
@@ -192,13 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         inner, _ = load_runs(args.inner)
         if not outer or not inner:
             raise ReportError(f"no finished runs under {args.outer if not outer else args.inner}")
-        rows = stack(outer, inner, TextPosteriors.from_dir(args.text),
-                     FitSettings(hidden=args.hidden, epochs=args.epochs),
-                     args.out / "fusers" if args.save else None)  # fmt: skip
+        fixed = None if args.hidden is None else FitSettings(args.hidden, args.epochs)
+        chosen: dict[str, dict[str, object]] = {}
+        rows = stack(outer, inner, TextPosteriors.from_dir(args.text), fixed,
+                     args.out / "fusers" if args.save else None, chosen)  # fmt: skip
     except (StackingError, ReportError, LateFusionError, PredictionsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     md = write_outputs(build_table(rows), args.out, str(args.outer), time.time() - start)
+    atomic_write_text(args.out / "fusion_settings.json", json.dumps(chosen, indent=1))
     print(md)
     return 0
 

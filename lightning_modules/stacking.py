@@ -59,8 +59,8 @@ def log_posteriors(p: np.ndarray) -> Tensor:
 class FitSettings:
     """Full-batch training of the fusion: no model selection, so nothing held out is needed."""
 
-    hidden: int = 16
-    epochs: int = 300
+    hidden: int = 4
+    epochs: int = 100
     lr: float = 0.01
     weight_decay: float = 1e-3
     class_weighting: bool = True  # balanced cross-entropy: the benchmark's figure is UA
@@ -102,6 +102,50 @@ def fit_posterior_gmu(
         loss_fn(logits, y).backward()
         opt.step()
     return model.eval()
+
+
+# The settings `select_settings` chooses among: on ~400 utterances a GMU of width 16 trained
+# 300 steps fits its training posteriors (train UA 0.97 on RAVDESS + MELD) and no longer
+# generalises, so the width, the weight decay and the steps are chosen by cross-validation.
+SELECTION_GRID: tuple[FitSettings, ...] = tuple(
+    FitSettings(hidden=h, weight_decay=wd, epochs=e)
+    for h in (4, 16)
+    for wd in (1e-3, 1e-1)
+    for e in (100, 300)
+)
+
+
+def unweighted_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """UA: the mean recall over the classes present in `labels`."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
+
+
+def select_settings(
+    p_audio: np.ndarray,
+    p_text: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    seed: int = 0,
+    grid: tuple[FitSettings, ...] = SELECTION_GRID,
+) -> tuple[FitSettings, list[float]]:
+    """The settings of `grid` with the best mean UA over folds that leave out one group
+    (speaker groups, so that the choice is made on speakers the fit did not see), and each
+    setting's mean UA; the first of the grid on ties. StackingError with fewer than 2 groups."""
+    groups = np.asarray(groups)
+    held = np.unique(groups)
+    if len(held) < 2:
+        raise StackingError("choosing the fusion's settings needs at least 2 speaker groups")
+    means = []
+    for settings in grid:
+        uas = []
+        for g in held:
+            fit = groups != g
+            model = fit_posterior_gmu(p_audio[fit], p_text[fit], labels[fit], seed, settings)
+            fused, _ = fused_probabilities(model, p_audio[~fit], p_text[~fit])
+            uas.append(unweighted_accuracy(labels[~fit], fused.argmax(1)))
+        means.append(float(np.mean(uas)))
+    return grid[int(np.argmax(means))], means
 
 
 @torch.no_grad()

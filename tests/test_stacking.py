@@ -14,11 +14,14 @@ from experiments.late_fusion import TextPosteriors
 from experiments.runs import load_runs
 from lightning_modules.predictions import Predictions, write_predictions
 from lightning_modules.stacking import (
+    FitSettings,
     StackingError,
     fit_posterior_gmu,
     fused_probabilities,
     load_fusion,
     save_fusion,
+    select_settings,
+    unweighted_accuracy,
 )
 
 CLASSES = ["neutral", "happy", "sad", "angry"]
@@ -70,6 +73,33 @@ def test_a_saved_fusion_predicts_the_same_and_a_bad_file_is_named(tmp_path: Path
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(StackingError, match="bad.npz"):
         load_fusion(tmp_path / "bad.npz")
+
+
+def test_settings_are_chosen_on_held_out_groups() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, 240)
+    audio, text = posteriors(y, {0, 1, 2}, rng), posteriors(y, {3}, rng)
+    groups = np.repeat(np.arange(3), 80)
+    untrained, trained = FitSettings(hidden=4, epochs=0), FitSettings(hidden=4, epochs=100)
+    best, means = select_settings(audio, text, y, groups, grid=(untrained, trained))
+    assert best == trained and len(means) == 2 and means[1] > means[0] + 0.2
+    assert means[1] == pytest.approx(
+        np.mean(
+            [
+                unweighted_accuracy(
+                    y[groups == g],
+                    fused_probabilities(
+                        fit_posterior_gmu(audio[groups != g], text[groups != g], y[groups != g], 0, trained),
+                        audio[groups == g],
+                        text[groups == g],
+                    )[0].argmax(1),
+                )
+                for g in range(3)
+            ]
+        )
+    )  # fmt: skip
+    with pytest.raises(StackingError, match="at least 2 speaker groups"):
+        select_settings(audio, text, y, np.zeros(240))
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,5 +210,8 @@ def test_cli_writes_the_table_and_names_a_missing_folder(
     assert sf.main([*args, "--text", str(tmp_path / "text"), "--out", str(tmp_path / "t")]) == 0
     md = (tmp_path / "t" / "benchmark.md").read_text()
     assert "stacked GMU" in md and "late fusion vs its acoustic row" in md
+    chosen = json.loads((tmp_path / "t" / "fusion_settings.json").read_text())
+    assert len(chosen) == 2 and all(len(c["cv_ua"]) == 8 for c in chosen.values())
+    assert all(0 <= c["text_weight"] <= 1 for c in chosen.values())
     assert sf.main([*args, "--text", str(tmp_path / "none"), "--out", str(tmp_path / "t")]) == 2
     assert "none" in capsys.readouterr().err
