@@ -190,15 +190,61 @@ def stack(
     return [*rows.values(), *(r for r in ens.values() if r.per_fold), alone]
 
 
+# Outer sweep parameters an inner sweep sets itself (its folds, seeds and corpus).
+INNER_OWN_KEYS = ("data.protocol", "data.folds", "data.fold", "data.test_speakers",
+                  "data.val_speakers", "data.exclude_speakers", "data.corpus", "seed_everything")  # fmt: skip
+
+
+def inner_commands(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) -> list[str]:
+    """The `experiments.sweep` commands that train the inner runs of `outer` (runs of a sweep,
+    whose `sweep.json` gives their settings): per outer fold, `folds` speaker folds over its
+    training speakers, with the outer runs' seeds and settings."""
+    import shlex
+
+    plans: dict[tuple[str, ...], dict[str, object]] = {}
+    speaker_cache: dict[str, dict[str, str]] = {}
+    for run in outer:
+        manifest = run.run_dir.parent / "sweep.json"
+        try:
+            entries = json.loads(manifest.read_text(encoding="utf-8"))["runs"]
+            params = next(e["params"] for e in entries if e["name"] == run.run_dir.name)
+        except (OSError, ValueError, KeyError, StopIteration) as exc:
+            raise StackingError(f"{run.run_dir} has no entry in {manifest} ({exc!r})") from exc
+        corpus = str(run.config.get("corpus"))
+        speaker_of = speaker_cache.setdefault(corpus, speakers_of(corpus))
+        test = sorted({speaker_of[u] for u in run.predictions().utterance_ids})
+        sets = tuple(f"{k}={json.dumps(v) if isinstance(v, list) else v}"
+                     for k, v in sorted(params.items()) if k not in INNER_OWN_KEYS)  # fmt: skip
+        plan = plans.setdefault(
+            (corpus, *test, *sets), {"seeds": set(), "fold": fold_name(run, set(test))}
+        )
+        plan["seeds"].add(int(params.get("seed_everything") or 0))  # type: ignore[attr-defined]
+    out = []
+    for (corpus, *rest), plan in plans.items():
+        test = [r for r in rest if "=" not in r]
+        sets = [r for r in rest if "=" in r]
+        seeds = ",".join(map(str, sorted(plan["seeds"])))  # type: ignore[call-overload]
+        args = ["python", "-m", "experiments.sweep", "configs/sweeps/benchmark.yaml", "--corpus", corpus,
+                "--seeds", seeds, "--set", "data.protocol=speaker_kfold", "--set", f"data.folds={folds}",
+                "--set", "data.fold=all", "--set", f"data.exclude_speakers=[{', '.join(test)}]"]  # fmt: skip
+        for item in sets:
+            args += ["--set", item]
+        args += ["--out", str(inner_dir / f"outer-{plan['fold']}")]
+        out.append(" ".join(shlex.quote(a) for a in args))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.stacked_fusion", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--outer", type=Path, required=True, help="acoustic runs, one per fold and seed")
     p.add_argument("--inner", type=Path, required=True, help="their cross-fitting runs")
     p.add_argument(
-        "--text", type=Path, required=True, help="lexical runs that tested every utterance"
+        "--text",
+        type=Path,
+        help="lexical runs that tested every utterance (needed but with --inner-commands)",
     )
-    p.add_argument("--out", type=Path, required=True, help="where benchmark.md/csv/json go")
+    p.add_argument("--out", type=Path, help="where benchmark.md/csv/json go")
     p.add_argument(
         "--hidden",
         type=int,
@@ -209,8 +255,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--epochs", type=int, default=FitSettings.epochs, help="full-batch steps (with --hidden)"
     )
     p.add_argument("--save", action="store_true", help="write each fitted fusion under OUT/fusers")
+    p.add_argument(
+        "--inner-commands", type=int, metavar="K",
+        help="print the sweeps that train INNER for OUTER's runs (K folds per outer fold) and exit",
+    )  # fmt: skip
     args = p.parse_args(argv)
     start = time.time()
+    if args.inner_commands:
+        try:
+            outer, _ = load_runs(args.outer)
+            print("\n".join(inner_commands(outer, args.inner, args.inner_commands)))
+        except (StackingError, ReportError, PredictionsError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if args.text is None or args.out is None:
+        p.error("--text and --out are needed (but with --inner-commands)")
     try:
         outer, _ = load_runs(args.outer)
         inner, _ = load_runs(args.inner)

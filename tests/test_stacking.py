@@ -215,3 +215,28 @@ def test_cli_writes_the_table_and_names_a_missing_folder(
     assert all(0 <= c["text_weight"] <= 1 for c in chosen.values())
     assert sf.main([*args, "--text", str(tmp_path / "none"), "--out", str(tmp_path / "t")]) == 2
     assert "none" in capsys.readouterr().err
+
+
+def test_inner_commands_cover_each_outer_fold_with_its_seeds_and_settings(
+    tmp_path: Path, toy_speakers: None
+) -> None:
+    write_runs(tmp_path)
+    outer, _ = load_runs(tmp_path / "outer")
+    with pytest.raises(StackingError, match="sweep.json"):
+        sf.inner_commands(outer, tmp_path / "inner5")
+    params = {"config": "configs/x.yaml", "data.protocol": "speaker_kfold", "data.folds": 6}
+    params |= {"data.speed_perturb": [0.9, 1.1], "data.corpus": "toy"}
+    entries = [
+        {"name": r.run_dir.name,
+         "params": {**params, "data.fold": r.config["fold"], "seed_everything": r.config["seed"]}}
+        for r in outer
+    ]  # fmt: skip
+    (tmp_path / "outer" / "sweep.json").write_text(json.dumps({"runs": entries}))
+    commands = sf.inner_commands(outer, tmp_path / "inner5", folds=5)
+    assert len(commands) == 2
+    first = commands[0] if "s0, s1, s2" in commands[0] else commands[1]
+    assert "--seeds 0,1" in first and "--set data.folds=5" in first
+    assert "'data.exclude_speakers=[s0, s1, s2]'" in first
+    assert "'data.speed_perturb=[0.9, 1.1]'" in first and "config=configs/x.yaml" in first
+    assert "data.folds=6" not in first and "data.fold=0" not in first
+    assert first.endswith(str(tmp_path / "inner5" / "outer-0"))
