@@ -61,3 +61,12 @@ def test_wilcoxon_all_equal_and_zero_dropped() -> None:
 def test_wilcoxon_rejects_unpaired() -> None:
     with pytest.raises(ValueError, match="equal-length"):
         stats.wilcoxon([1.0, 2.0], [1.0])
+
+
+def test_a_difference_of_float_noise_is_a_tie() -> None:
+    x = [0.90, 0.95, 0.88, 0.93, 0.91, 0.90625]
+    y = [0.84, 0.86, 0.87, 0.83, 0.85, 0.90625]
+    noisy = [*y[:5], float(np.nextafter(0.90625, 0.0))]  # 0.9062499999999999
+    exact, rounded = stats.wilcoxon(x, y), stats.wilcoxon(x, noisy)
+    assert exact.n_nonzero == 5 and rounded.n_nonzero == 5
+    assert rounded.pvalue == exact.pvalue == pytest.approx(0.0625)
