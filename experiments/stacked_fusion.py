@@ -259,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--inner-commands", type=int, metavar="K",
         help="print the sweeps that train INNER for OUTER's runs (K folds per outer fold) and exit",
     )  # fmt: skip
+    p.add_argument("--seeds", help="only the outer runs of these seeds (comma-separated)")
     args = p.parse_args(argv)
     start = time.time()
     if args.inner_commands:
@@ -273,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--text and --out are needed (but with --inner-commands)")
     try:
         outer, _ = load_runs(args.outer)
+        if args.seeds:
+            keep = {int(x) for x in args.seeds.split(",")}
+            outer = [r for r in outer if int(r.config.get("seed") or 0) in keep]
         inner, _ = load_runs(args.inner)
         if not outer or not inner:
             raise ReportError(f"no finished runs under {args.outer if not outer else args.inner}")

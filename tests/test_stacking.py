@@ -215,6 +215,19 @@ def test_cli_writes_the_table_and_names_a_missing_folder(
     assert all(0 <= c["text_weight"] <= 1 for c in chosen.values())
     assert sf.main([*args, "--text", str(tmp_path / "none"), "--out", str(tmp_path / "t")]) == 2
     assert "none" in capsys.readouterr().err
+    # outer runs of a seed without inner runs: named, unless --seeds leaves them out
+    seed9 = tmp_path / "outer" / "f0s9"
+    seed9.mkdir()
+    metrics = json.loads((tmp_path / "outer" / "f0s0" / "metrics.json").read_text())
+    metrics["config"]["seed"] = 9
+    (seed9 / "metrics.json").write_text(json.dumps(metrics))
+    (seed9 / "predictions.npz").write_bytes(
+        (tmp_path / "outer" / "f0s0" / "predictions.npz").read_bytes()
+    )
+    text = ["--text", str(tmp_path / "text"), "--out", str(tmp_path / "t2")]
+    assert sf.main([*args, *text]) == 2
+    assert "--seeds 9" in capsys.readouterr().err
+    assert sf.main([*args, *text, "--seeds", "0"]) == 0
 
 
 def test_inner_commands_cover_each_outer_fold_with_its_seeds_and_settings(
