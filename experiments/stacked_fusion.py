@@ -201,7 +201,7 @@ def inner_commands(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) 
     training speakers, with the outer runs' seeds and settings."""
     import shlex
 
-    plans: dict[tuple[str, ...], dict[str, object]] = {}
+    plans: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[set[int], int | str]] = {}
     speaker_cache: dict[str, dict[str, str]] = {}
     for run in outer:
         manifest = run.run_dir.parent / "sweep.json"
@@ -212,24 +212,20 @@ def inner_commands(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) 
             raise StackingError(f"{run.run_dir} has no entry in {manifest} ({exc!r})") from exc
         corpus = str(run.config.get("corpus"))
         speaker_of = speaker_cache.setdefault(corpus, speakers_of(corpus))
-        test = sorted({speaker_of[u] for u in run.predictions().utterance_ids})
+        test = tuple(sorted({speaker_of[u] for u in run.predictions().utterance_ids}))
         sets = tuple(f"{k}={json.dumps(v) if isinstance(v, list) else v}"
                      for k, v in sorted(params.items()) if k not in INNER_OWN_KEYS)  # fmt: skip
-        plan = plans.setdefault(
-            (corpus, *test, *sets), {"seeds": set(), "fold": fold_name(run, set(test))}
-        )
-        plan["seeds"].add(int(params.get("seed_everything") or 0))  # type: ignore[attr-defined]
+        seeds, _ = plans.setdefault((corpus, test, sets), (set(), fold_name(run, set(test))))
+        seeds.add(int(params.get("seed_everything") or 0))
     out = []
-    for (corpus, *rest), plan in plans.items():
-        test = [r for r in rest if "=" not in r]
-        sets = [r for r in rest if "=" in r]
-        seeds = ",".join(map(str, sorted(plan["seeds"])))  # type: ignore[call-overload]
+    for (corpus, test, sets), (seeds, fold) in plans.items():
         args = ["python", "-m", "experiments.sweep", "configs/sweeps/benchmark.yaml", "--corpus", corpus,
-                "--seeds", seeds, "--set", "data.protocol=speaker_kfold", "--set", f"data.folds={folds}",
-                "--set", "data.fold=all", "--set", f"data.exclude_speakers=[{', '.join(test)}]"]  # fmt: skip
+                "--seeds", ",".join(map(str, sorted(seeds))), "--set", "data.protocol=speaker_kfold",
+                "--set", f"data.folds={folds}", "--set", "data.fold=all",
+                "--set", f"data.exclude_speakers=[{', '.join(test)}]"]  # fmt: skip
         for item in sets:
             args += ["--set", item]
-        args += ["--out", str(inner_dir / f"outer-{plan['fold']}")]
+        args += ["--out", str(inner_dir / f"outer-{fold}"), "--parallel", "2"]
         out.append(" ".join(shlex.quote(a) for a in args))
     return out
 

@@ -128,7 +128,10 @@ def test_excluded_speakers_are_in_no_part_and_inner_folds_cover_the_rest(cache_d
     # the split file is its own, keyed by the exclusion, and read back the same
     write_table(
         "kfx",
-        [Utterance(**{k: v for k, v in r.items() if k != "gender"}) for r in table.to_dict("records")],
+        [
+            Utterance(**{k: v for k, v in r.items() if k != "gender"})
+            for r in table.to_dict("records")
+        ],
         {"reader": "test"},
     )
     split = load_or_create_split("kfx", "speaker_kfold", 1, 0, folds=3, exclude_speakers=held_out)

@@ -252,4 +252,4 @@ def test_inner_commands_cover_each_outer_fold_with_its_seeds_and_settings(
     assert "'data.exclude_speakers=[s0, s1, s2]'" in first
     assert "'data.speed_perturb=[0.9, 1.1]'" in first and "config=configs/x.yaml" in first
     assert "data.folds=6" not in first and "data.fold=0" not in first
-    assert first.endswith(str(tmp_path / "inner5" / "outer-0"))
+    assert first.endswith(f"--out {tmp_path / 'inner5' / 'outer-0'} --parallel 2")
