@@ -35,7 +35,7 @@ from datamodules.corpus import PreparedCorpus
 from datamodules.dataset import UtteranceDataset, collate
 from datamodules.normalization import NORMALIZATIONS, Normalizer
 from datamodules.perturb import PerturbError, check_factors, copy_id, speed_view
-from datamodules.sampling import BucketBatchSampler, EpochSampler
+from datamodules.sampling import BucketBatchSampler, EpochSampler, inverse_frequency
 from datamodules.splits import DEFAULT_FOLDS, PARTS, load_or_create_split
 from datamodules.utterance_stats import (
     StatsSetError,
@@ -463,10 +463,7 @@ class EmotionDataModule(pl.LightningDataModule):
 
     def class_weights(self) -> Tensor:
         """(C,) inverse class frequency on the training part, mean 1 over present classes."""
-        counts = np.bincount(self.datasets["train"].labels, minlength=self.num_classes)
-        present = counts > 0
-        w = np.zeros(self.num_classes)
-        w[present] = counts.sum() / (present.sum() * counts[present])
+        w = inverse_frequency(self.datasets["train"].labels, self.num_classes)
         return torch.tensor(w, dtype=torch.float32)
 
     # -- loaders --------------------------------------------------------------------------

@@ -145,3 +145,12 @@ def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -
     real = sum(int(arr[b].sum()) for b in batches)
     padded = sum(int(arr[b].max()) * len(b) for b in batches if len(b))
     return 1.0 - real / padded if padded else 0.0
+
+
+def inverse_frequency(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+    """(C,) inverse class frequency of `labels`, mean 1 over the classes present, 0 for absent."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    present = counts > 0
+    w = np.zeros(num_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w

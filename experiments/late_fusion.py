@@ -89,18 +89,23 @@ class TextPosteriors:
 
     def of(self, pred: Predictions) -> np.ndarray:
         """(N, C) text probabilities of `pred`'s utterances, in its order."""
-        if list(pred.class_names) != self.class_names:
+        return self.of_ids(pred.utterance_ids, pred.class_names)
+
+    def of_ids(self, ids: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+        """(N, C) text probabilities of the utterances `ids` (an acoustic run's, predicting
+        `class_names`), in that order."""
+        if list(class_names) != self.class_names:
             raise LateFusionError(
                 f"the text runs ({self.source}) predict {self.class_names}, the acoustic run "
-                f"{list(pred.class_names)}"
+                f"{list(class_names)}"
             )
-        missing = [u for u in pred.utterance_ids if u not in self.probabilities]
+        missing = [u for u in ids if u not in self.probabilities]
         if missing:
             raise LateFusionError(
                 f"the text runs ({self.source}) tested none of {len(missing)} utterances the "
                 f"acoustic run did, e.g. {missing[:3]}"
             )
-        return np.stack([self.probabilities[u] for u in pred.utterance_ids])
+        return np.stack([self.probabilities[u] for u in ids])
 
     def fuse(self, pred: Predictions, weight: float) -> np.ndarray:
         """(N, C) fused probabilities: (1 - weight) · the run's + weight · the text's."""

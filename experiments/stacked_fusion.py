@@ -1,12 +1,12 @@
 """MMMLA's GMU fitted on cross-fitted posteriors: `python -m experiments.stacked_fusion`.
 
-    python -m experiments.stacked_fusion --outer runs/benchmark/ravdess4/whisper_base@3 \\
+    python -m experiments.stacked_fusion --outer runs/benchmark/ravdess4/whisper_base_l3_tuned \\
         --inner runs/xfit --text runs/lex_on_paired --out runs/stacked
 
 OUTER: acoustic runs (one per fold and seed, speaker-independent). INNER: acoustic runs of the
 same settings over each outer fold's training speakers only (`--set data.exclude_speakers=[the
-outer fold's test speakers] --set data.protocol=speaker_kfold --set data.folds=3 --set
-data.fold=all`, the same seeds), whose test predictions give every training utterance an
+outer fold's test speakers] --set data.protocol=speaker_kfold --set data.folds=5 --set
+data.fold=all`, the same seeds; `--inner-commands 5` prints those sweeps), whose test predictions give every training utterance an
 acoustic posterior from a model that never saw its speaker. TEXT: lexical runs that tested every
 utterance (`experiments.late_fusion`). Per outer run, a `lightning_modules.stacking.PosteriorGMU`
 (MMMLA's GMU and head over the two branches' log-probabilities) is fitted on the training
@@ -63,11 +63,10 @@ class CrossFit:
 
 
 def speakers_of(corpus: str) -> dict[str, str]:
-    """Utterance id -> speaker of a prepared corpus."""
+    """Utterance id -> speaker of a prepared corpus (a seam the tests replace)."""
     from datamodules.corpus import as_corpus
 
-    table = as_corpus(corpus).table
-    return dict(zip(table["utterance_id"].astype(str), table["speaker"].astype(str), strict=True))
+    return as_corpus(corpus).speaker_of
 
 
 def cross_fits(inner: Sequence[RunRecord]) -> dict[tuple[frozenset[str], int], CrossFit]:
@@ -156,10 +155,10 @@ def stack(
             )
         p_a = np.stack([fit.probabilities[u] for u in training])
         y = np.array([fit.labels[u] for u in training])
-        p_t = text.of(Predictions(training, y, y, p_a, fit.class_names))
+        p_t = text.of_ids(training, fit.class_names)
         use, cv = settings, None
         if use is None:
-            groups = np.array([fit.groups.get(u, "") for u in training])
+            groups = np.array([fit.groups[u] for u in training])
             use, cv = select_settings(p_a, p_t, y, groups, seed)
         gmu = fit_posterior_gmu(p_a, p_t, y, seed=seed, settings=use)
         w = best_weight(p_a, p_t, y)
@@ -258,21 +257,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", help="only the outer runs of these seeds (comma-separated)")
     args = p.parse_args(argv)
     start = time.time()
-    if args.inner_commands:
-        try:
-            outer, _ = load_runs(args.outer)
-            print("\n".join(inner_commands(outer, args.inner, args.inner_commands)))
-        except (StackingError, ReportError, PredictionsError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    if args.text is None or args.out is None:
+    if not args.inner_commands and (args.text is None or args.out is None):
         p.error("--text and --out are needed (but with --inner-commands)")
     try:
         outer, _ = load_runs(args.outer)
         if args.seeds:
             keep = {int(x) for x in args.seeds.split(",")}
             outer = [r for r in outer if int(r.config.get("seed") or 0) in keep]
+        if args.inner_commands:
+            print("\n".join(inner_commands(outer, args.inner, args.inner_commands)))
+            return 0
         inner, _ = load_runs(args.inner)
         if not outer or not inner:
             raise ReportError(f"no finished runs under {args.outer if not outer else args.inner}")

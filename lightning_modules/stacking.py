@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from datamodules.paths import atomic_write_bytes
+from datamodules.sampling import inverse_frequency
 from lightning_modules.fusion import GMU
 
 EPS = 1e-6  # floor of a probability before its log: a zero would give -inf
@@ -85,10 +86,9 @@ def fit_posterior_gmu(
         )
     if (y < 0).any() or (y >= c).any():
         raise StackingError(f"labels must be in 0..{c - 1} (unlabelled utterances cannot fit)")
-    counts = torch.bincount(y, minlength=c).float()
     weight = None
     if s.class_weighting:
-        weight = torch.where(counts > 0, n / (c * counts.clamp(min=1)), torch.zeros_like(counts))
+        weight = torch.tensor(inverse_frequency(y.numpy(), c), dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
@@ -115,12 +115,6 @@ SELECTION_GRID: tuple[FitSettings, ...] = tuple(
 )
 
 
-def unweighted_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
-    """UA: the mean recall over the classes present in `labels`."""
-    labels, predicted = np.asarray(labels), np.asarray(predicted)
-    return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
-
-
 def select_settings(
     p_audio: np.ndarray,
     p_text: np.ndarray,
@@ -132,6 +126,8 @@ def select_settings(
     """The settings of `grid` with the best mean UA over folds that leave out one group
     (speaker groups, so that the choice is made on speakers the fit did not see), and each
     setting's mean UA; the first of the grid on ties. StackingError with fewer than 2 groups."""
+    from sklearn.metrics import balanced_accuracy_score  # UA, as experiments.baselines.scores
+
     groups = np.asarray(groups)
     held = np.unique(groups)
     if len(held) < 2:
@@ -143,7 +139,7 @@ def select_settings(
             fit = groups != g
             model = fit_posterior_gmu(p_audio[fit], p_text[fit], labels[fit], seed, settings)
             fused, _ = fused_probabilities(model, p_audio[~fit], p_text[~fit])
-            uas.append(unweighted_accuracy(labels[~fit], fused.argmax(1)))
+            uas.append(float(balanced_accuracy_score(labels[~fit], fused.argmax(1))))
         means.append(float(np.mean(uas)))
     return grid[int(np.argmax(means))], means
 
