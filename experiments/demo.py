@@ -19,7 +19,9 @@ serves one request at a time with at most `--queue-limit` waiting. Playback file
 temporary: the newest `KEEP_PLAYBACK` are kept, and the folder goes at exit. `--late-text
 CKPT [--text-weight W]` adds, for each acoustic model with the text model's classes, a menu
 entry fusing the two: (1 - W) · the acoustic probabilities + W · the text model's on the
-transcript (the acoustic model alone when the ASR hears no words).
+transcript (the acoustic model alone when the ASR hears no words); with `--fusion FILE` (a
+posterior GMU, `experiments.stacked_fusion --save`), one more entry per such model fusing the
+two by that GMU.
 """
 
 from __future__ import annotations
@@ -314,6 +316,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_TEXT_WEIGHT,
         help="the text model's weight in a late fusion (default 1/3)",
     )
+    p.add_argument(
+        "--fusion",
+        type=Path,
+        default=None,
+        help="with --late-text: a posterior GMU file (experiments.stacked_fusion --save); each "
+        "acoustic model paired with the text model is also offered stacked-fused by it "
+        "(README 'Stacked fusion')",
+    )
     p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
     return p.parse_args(argv)
 
@@ -334,9 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --train: unknown architecture {', '.join(unknown)}", file=sys.stderr)
         return 2
     late_text = None
+    if args.fusion is not None and args.late_text is None:
+        print("error: --fusion needs --late-text (the text model it fuses)", file=sys.stderr)
+        return 2
     if args.late_text is not None:
         try:
-            late_text = LateText.check(args.late_text, args.text_weight)
+            late_text = LateText.check(args.late_text, args.text_weight, args.fusion)
         except DemoError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

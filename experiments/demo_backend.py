@@ -78,7 +78,8 @@ class DemoBackend:
         late_text: LateText | None = None,
     ) -> None:
         """`late_text`: the text model each acoustic model of the same classes is also
-        offered fused with (late fusion, its own menu entry)."""
+        offered fused with (late fusion, its own menu entry; and stacked fusion where it
+        names a fusion file)."""
         self.runs_dir = Path(runs_dir)
         self.late_text = late_text
         self.max_upload_mb = max_upload_mb
@@ -209,7 +210,13 @@ class DemoBackend:
                     self._predictors.popitem(last=False)
                 text = [choice.text] if choice.text is not None else []
                 self._predictors[key] = Predictor(
-                    choice.checkpoint, None, self.asr, self.runs_dir, text, choice.text_weight
+                    choice.checkpoint,
+                    None,
+                    self.asr,
+                    self.runs_dir,
+                    text,
+                    choice.text_weight,
+                    fusion=choice.fusion,
                 )
             return self._predictors[key]
 

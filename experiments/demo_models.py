@@ -26,6 +26,7 @@ from experiments.inference import (
 )
 from experiments.late_fusion import DEFAULT_TEXT_WEIGHT, LateFusionError, check_weight
 from lightning_modules.architectures import ARCHITECTURES
+from lightning_modules.stacking import StackingError, load_fusion
 
 log = logging.getLogger("experiments.demo")
 
@@ -45,7 +46,8 @@ class DemoError(Exception):
 @dataclass(frozen=True)
 class ModelChoice:
     """One entry of the model menu: a checkpoint that exists; with `text`, a late fusion of
-    that acoustic checkpoint with the lexical checkpoint `text` (text weight `text_weight`)."""
+    that acoustic checkpoint with the lexical checkpoint `text` (text weight `text_weight`),
+    or their stacked fusion by the posterior GMU file `fusion`."""
 
     key: str
     label: str
@@ -53,21 +55,27 @@ class ModelChoice:
     checkpoint: Path
     text: Path | None = None
     text_weight: float | None = None
+    fusion: Path | None = None
 
 
 @dataclass(frozen=True)
 class LateText:
     """The text model the operator pairs with every acoustic model of the same classes
-    (`experiments.demo --late-text CKPT [--text-weight W]`)."""
+    (`experiments.demo --late-text CKPT [--text-weight W] [--fusion FILE]`); with `fusion`,
+    a posterior GMU (`experiments.stacked_fusion --save`) that fuses each pair too."""
 
     checkpoint: Path
     weight: float
     class_names: tuple[str, ...]
+    fusion: Path | None = None
 
     @classmethod
-    def check(cls, checkpoint: Path, weight: float = DEFAULT_TEXT_WEIGHT) -> LateText:
+    def check(
+        cls, checkpoint: Path, weight: float = DEFAULT_TEXT_WEIGHT, fusion: Path | None = None
+    ) -> LateText:
         """Refuse, naming the file, a checkpoint that is missing or not a text-only model,
-        and a weight outside [0, 1]."""
+        a weight outside [0, 1], and a fusion file that cannot be read or fuses other
+        classes than the text model predicts."""
         try:
             check_weight(weight)
         except LateFusionError as exc:
@@ -84,12 +92,24 @@ class LateText:
                 f"--late-text: {checkpoint} holds a model of architecture {arch!r}; late "
                 "fusion needs a lexical (text-only) one"
             )
-        return cls(Path(checkpoint), weight, tuple(record["class_names"]))
+        names = tuple(record["class_names"])
+        if fusion is not None:
+            try:
+                fused = tuple(load_fusion(Path(fusion))[1])
+            except StackingError as exc:
+                raise DemoError(f"--fusion: {exc}") from None
+            if fused != names:
+                raise DemoError(
+                    f"--fusion: {fusion} fuses {list(fused)}, but the text model {checkpoint} "
+                    f"predicts {list(names)}"
+                )
+        return cls(Path(checkpoint), weight, names, Path(fusion) if fusion is not None else None)
 
 
 def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[ModelChoice]:
     """Every best checkpoint under `runs_dir` (MMMLA's first), by architecture; with
-    `late_text`, then each acoustic one with the same classes fused with that text model."""
+    `late_text`, then each acoustic one with the same classes late-fused with that text
+    model, and with its fusion file, each stacked-fused with it."""
     found: list[ModelChoice] = []
     classes: dict[Path, tuple[str, ...]] = {}
     for path in sorted(Path(runs_dir).rglob("checkpoints/best.ckpt")):
@@ -107,6 +127,11 @@ def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[
     if late_text is None:
         return found
     text_rel = _display_path(late_text.checkpoint.parent.parent, runs_dir)
+    pairs = [
+        c
+        for c in found
+        if c.architecture == "acoustic" and classes[c.checkpoint] == late_text.class_names
+    ]
     late = [
         ModelChoice(
             f"late:{c.checkpoint}",
@@ -117,10 +142,24 @@ def available_models(runs_dir: Path, late_text: LateText | None = None) -> list[
             late_text.checkpoint,
             late_text.weight,
         )
-        for c in found
-        if c.architecture == "acoustic" and classes[c.checkpoint] == late_text.class_names
+        for c in pairs
     ]
-    return found + late
+    fusion = late_text.fusion
+    if fusion is None:
+        return found + late
+    stacked = [
+        ModelChoice(
+            f"stacked:{c.checkpoint}",
+            f"stacked fusion · {c.label.removeprefix('acoustic · ')} + text {text_rel} "
+            f"(GMU {fusion.name})",
+            c.architecture,
+            c.checkpoint,
+            late_text.checkpoint,
+            fusion=fusion,
+        )
+        for c in pairs
+    ]
+    return found + late + stacked
 
 
 def how_to_make(architecture: str) -> str:

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from experiments import demo, demo_backend, demo_models
 from experiments.inference import WINDOW_S, Prediction, Predictor
+from lightning_modules.stacking import PosteriorGMU, save_fusion
 
 SR = 16_000
 
@@ -21,16 +22,23 @@ class FakePredictor(Predictor):
     """The real Predictor's windows and voice-activity check around a stand-in model."""
 
     loaded: list[Path] = []
-    built: list[tuple[Path, list[Path], float | None]] = []
+    built: list[tuple[Path, list[Path], float | None, Path | None]] = []
     calls: list[int] = []
     delay = 0.0
     load_ms = 1.0
 
     def __init__(
-        self, ckpt, fallback=None, asr="none", runs_dir=None, ensemble=(), text_weight=None
+        self,
+        ckpt,
+        fallback=None,
+        asr="none",
+        runs_dir=None,
+        ensemble=(),
+        text_weight=None,
+        fusion=None,
     ) -> None:
         FakePredictor.loaded.append(Path(ckpt))
-        FakePredictor.built.append((Path(ckpt), [Path(p) for p in ensemble], text_weight))
+        FakePredictor.built.append((Path(ckpt), [Path(p) for p in ensemble], text_weight, fusion))
 
     def predict_waveform(self, x, name, transcript=None, timings=None, progress=None):
         FakePredictor.calls.append(len(x))
@@ -145,7 +153,7 @@ def test_playback_files_are_bounded_and_removed_at_close(backend, tmp_path: Path
 
 
 def test_late_fusion_entries_pair_acoustic_models_of_the_text_models_classes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs = tmp_path / "runs"
     records = {
@@ -180,9 +188,9 @@ def test_late_fusion_entries_pair_acoustic_models_of_the_text_models_classes(
     backend = demo.DemoBackend(runs, asr="none", max_duration_s=60, late_text=late_text)
     try:
         backend.predict(late[0].key, speech(tmp_path / "ok.wav", 1))
-        assert FakePredictor.built == [(late[0].checkpoint, [text], 0.4)]
+        assert FakePredictor.built == [(late[0].checkpoint, [text], 0.4, None)]
         backend.predict("acoustic", speech(tmp_path / "ok.wav", 1))  # the plain a4 model
-        assert FakePredictor.built[-1] == (late[0].checkpoint, [], None)
+        assert FakePredictor.built[-1] == (late[0].checkpoint, [], None, None)
         assert list(backend._predictors) == [late[0].key, str(late[0].checkpoint)]
     finally:
         backend.close()
@@ -190,3 +198,25 @@ def test_late_fusion_entries_pair_acoustic_models_of_the_text_models_classes(
         demo.DemoError, match=r"--late-text: .*a4.*holds a model of architecture 'acoustic'"
     ):
         demo.LateText.check(runs / "a4" / "checkpoints" / "best.ckpt")
+    # a fusion file adds one stacked entry per paired acoustic model, after the late ones
+    fusion = save_fusion(PosteriorGMU(4), records["text"][1], tmp_path / "f.npz")
+    stacked_text = demo.LateText.check(text, 0.4, fusion)
+    menu = demo.available_models(runs, stacked_text)
+    assert [c.key for c in menu[-2:]] == [late[0].key, f"stacked:{late[0].checkpoint}"]
+    entry = menu[-1]
+    assert (entry.text, entry.text_weight, entry.fusion) == (text, None, fusion)
+    assert entry.label == "stacked fusion · runs/a4 (c) + text runs/text (GMU f.npz)"
+    backend = demo.DemoBackend(runs, asr="none", max_duration_s=60, late_text=stacked_text)
+    try:
+        backend.predict(entry.key, speech(tmp_path / "ok.wav", 1))
+        assert FakePredictor.built[-1] == (entry.checkpoint, [text], None, fusion)
+    finally:
+        backend.close()
+    save_fusion(PosteriorGMU(8), records["a8"][1], tmp_path / "f8.npz")
+    with pytest.raises(demo.DemoError, match=r"--fusion: .*f8.npz fuses \['ang', 'cal'"):
+        demo.LateText.check(text, 0.4, tmp_path / "f8.npz")
+    (tmp_path / "bad.npz").write_bytes(b"no")
+    with pytest.raises(demo.DemoError, match=r"--fusion: cannot read fusion file .*bad.npz"):
+        demo.LateText.check(text, 0.4, tmp_path / "bad.npz")
+    assert demo.main(["--fusion", str(fusion), "--no-examples", "--train", ""]) == 2
+    assert "--fusion needs --late-text" in capsys.readouterr().err

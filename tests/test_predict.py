@@ -417,6 +417,19 @@ def test_a_stacked_fusion_file_fuses_audio_and_text_checkpoints(
     (tmp_path / "bad.npz").write_text("no")
     with pytest.raises(PredictError, match="bad.npz"):
         Predictor(acoustic, ensemble=[lexical], fusion=tmp_path / "bad.npz")
+    # the demo serves the same fusion as a menu entry beside each paired acoustic model
+    from experiments import demo
+
+    backend = demo.DemoBackend(
+        models.runs, asr="none", late_text=demo.LateText.check(lexical, fusion=path)
+    )
+    try:
+        entry = backend.resolve(f"stacked:{acoustic}")
+        served = backend.predictor(entry).predict_waveform(x, "clip", transcript=text)
+        np.testing.assert_allclose(probs(served), probs(pred), atol=1e-6)
+        assert served.fusion == str(path)
+    finally:
+        backend.close()
 
 
 def test_demo_offers_each_acoustic_model_late_fused_with_the_named_text_model(
