@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install install-mpnet system-deps run prepare features layers train sweep report sync benchmark demo bench test test-all lint clean
+.PHONY: help install install-mpnet system-deps run prepare features layers train sweep report sync benchmark stacked demo bench test test-all lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -100,6 +100,11 @@ benchmark: install  ## real-speech table on speaker folds + baselines: make benc
 
 layers: install  ## which hidden state to train on, chosen on val: make layers CORPUS=ravdess4 [ACOUSTIC=whisper_base]
 	$(PY) -m experiments.layer_scan $(CORPUS) --acoustic $(or $(ACOUSTIC),whisper_base)
+
+stacked: install  ## MMMLA's GMU on cross-fitted posteriors: make stacked OUTER=runs/benchmark/ravdess4/FEATS TEXT=DIR [K=5]
+	@test -n "$(OUTER)" -a -n "$(TEXT)" || { echo "make stacked: give OUTER=acoustic runs and TEXT=text runs (README 'Stacked fusion')"; exit 2; }
+	$(PY) -m experiments.stacked_fusion --outer $(OUTER) --inner $(OUTER)-xfit --text $(TEXT) \
+	  --out $(OUTER)-stacked --train-inner $(or $(K),5) --save
 
 refit: install  ## retrain a sweep's runs on train + val for their best epoch count: make refit DIR=runs/sweeps/pooling
 	$(PY) -m experiments.refit $(DIR) --parallel 2

@@ -6,7 +6,8 @@
 OUTER: acoustic runs (one per fold and seed, speaker-independent). INNER: acoustic runs of the
 same settings over each outer fold's training speakers only (`--set data.exclude_speakers=[the
 outer fold's test speakers] --set data.protocol=speaker_kfold --set data.folds=5 --set
-data.fold=all`, the same seeds; `--inner-commands 5` prints those sweeps), whose test predictions give every training utterance an
+data.fold=all`, the same seeds; `--inner-commands 5` prints those sweeps, `--train-inner 5` runs
+them first), whose test predictions give every training utterance an
 acoustic posterior from a model that never saw its speaker. TEXT: lexical runs that tested every
 utterance (`experiments.late_fusion`). Per outer run, a `lightning_modules.stacking.PosteriorGMU`
 (MMMLA's GMU and head over the two branches' log-probabilities) is fitted on the training
@@ -194,12 +195,10 @@ INNER_OWN_KEYS = ("data.protocol", "data.folds", "data.fold", "data.test_speaker
                   "data.val_speakers", "data.exclude_speakers", "data.corpus", "seed_everything")  # fmt: skip
 
 
-def inner_commands(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) -> list[str]:
-    """The `experiments.sweep` commands that train the inner runs of `outer` (runs of a sweep,
-    whose `sweep.json` gives their settings): per outer fold, `folds` speaker folds over its
-    training speakers, with the outer runs' seeds and settings."""
-    import shlex
-
+def inner_sweeps(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) -> list[list[str]]:
+    """The `experiments.sweep` command lines (argv, from "python") that train the inner runs
+    of `outer` (runs of a sweep, whose `sweep.json` gives their settings): per outer fold,
+    `folds` speaker folds over its training speakers, with the outer runs' seeds and settings."""
     plans: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[set[int], int | str]] = {}
     speaker_cache: dict[str, dict[str, str]] = {}
     for run in outer:
@@ -224,9 +223,29 @@ def inner_commands(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) 
                 "--set", f"data.exclude_speakers=[{', '.join(test)}]"]  # fmt: skip
         for item in sets:
             args += ["--set", item]
-        args += ["--out", str(inner_dir / f"outer-{fold}"), "--parallel", "2"]
-        out.append(" ".join(shlex.quote(a) for a in args))
+        out.append([*args, "--out", str(inner_dir / f"outer-{fold}"), "--parallel", "2"])
     return out
+
+
+def inner_commands(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) -> list[str]:
+    """`inner_sweeps` as shell lines."""
+    import shlex
+
+    return [
+        " ".join(shlex.quote(a) for a in argv) for argv in inner_sweeps(outer, inner_dir, folds)
+    ]
+
+
+def train_inner(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) -> None:
+    """Run `inner_sweeps` one after the other with this interpreter (a sweep skips the runs it
+    finished before, so a rerun resumes); StackingError naming the first that fails."""
+    import subprocess
+
+    for argv in inner_sweeps(outer, inner_dir, folds):
+        command = [sys.executable, *argv[1:]]
+        print("+", " ".join(argv), flush=True)
+        if subprocess.run(command, check=False).returncode != 0:
+            raise StackingError(f"inner sweep failed (rerun resumes it): {' '.join(argv)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--inner-commands", type=int, metavar="K",
         help="print the sweeps that train INNER for OUTER's runs (K folds per outer fold) and exit",
     )  # fmt: skip
+    p.add_argument(
+        "--train-inner", type=int, metavar="K",
+        help="first train INNER for OUTER's runs (those sweeps, K folds per outer fold; "
+        "finished runs are skipped), then stack",
+    )  # fmt: skip
     p.add_argument("--seeds", help="only the outer runs of these seeds (comma-separated)")
     args = p.parse_args(argv)
     start = time.time()
@@ -267,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.inner_commands:
             print("\n".join(inner_commands(outer, args.inner, args.inner_commands)))
             return 0
+        if args.train_inner:
+            train_inner(outer, args.inner, args.train_inner)
         inner, _ = load_runs(args.inner)
         if not outer or not inner:
             raise ReportError(f"no finished runs under {args.outer if not outer else args.inner}")

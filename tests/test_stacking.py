@@ -253,3 +253,39 @@ def test_inner_commands_cover_each_outer_fold_with_its_seeds_and_settings(
     assert "'data.speed_perturb=[0.9, 1.1]'" in first and "config=configs/x.yaml" in first
     assert "data.folds=6" not in first and "data.fold=0" not in first
     assert first.endswith(f"--out {tmp_path / 'inner5' / 'outer-0'} --parallel 2")
+
+
+def test_train_inner_runs_the_inner_sweeps_then_stacks_and_names_a_failed_one(
+    tmp_path: Path, toy_speakers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    write_runs(tmp_path, seeds=(0,))
+    outer, _ = load_runs(tmp_path / "outer")
+    entries = [
+        {"name": r.run_dir.name,
+         "params": {"config": "configs/x.yaml", "data.fold": r.config["fold"], "seed_everything": 0}}
+        for r in outer
+    ]  # fmt: skip
+    (tmp_path / "outer" / "sweep.json").write_text(json.dumps({"runs": entries}))
+    ran: list[list[str]] = []
+    rc = {"value": 0}
+
+    def fake_run(command, check=False):
+        ran.append(command)
+        return subprocess.CompletedProcess(command, rc["value"])
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    # the inner runs the test wrote stand for what the sweeps would train
+    args = ["--outer", str(tmp_path / "outer"), "--inner", str(tmp_path / "inner"),
+            "--text", str(tmp_path / "text"), "--out", str(tmp_path / "t"), "--train-inner", "4"]  # fmt: skip
+    assert sf.main(args) == 0
+    expected = sf.inner_commands(outer, tmp_path / "inner", folds=4)
+    assert [c[1:] for c in ran] == [shlex.split(e)[1:] for e in expected]
+    assert all(c[0] == sys.executable for c in ran) and len(ran) == 2
+    assert (tmp_path / "t" / "benchmark.md").is_file()
+    rc["value"] = 1
+    ran.clear()
+    assert sf.main(args) == 2 and len(ran) == 1  # the first failure stops it
