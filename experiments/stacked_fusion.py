@@ -231,21 +231,19 @@ def inner_commands(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) 
     """`inner_sweeps` as shell lines."""
     import shlex
 
-    return [
-        " ".join(shlex.quote(a) for a in argv) for argv in inner_sweeps(outer, inner_dir, folds)
-    ]
+    return [shlex.join(argv) for argv in inner_sweeps(outer, inner_dir, folds)]
 
 
 def train_inner(outer: Sequence[RunRecord], inner_dir: Path, folds: int = 5) -> None:
     """Run `inner_sweeps` one after the other with this interpreter (a sweep skips the runs it
     finished before, so a rerun resumes); StackingError naming the first that fails."""
+    import shlex
     import subprocess
 
     for argv in inner_sweeps(outer, inner_dir, folds):
-        command = [sys.executable, *argv[1:]]
-        print("+", " ".join(argv), flush=True)
-        if subprocess.run(command, check=False).returncode != 0:
-            raise StackingError(f"inner sweep failed (rerun resumes it): {' '.join(argv)}")
+        print("+", shlex.join(argv), flush=True)
+        if subprocess.run([sys.executable, *argv[1:]], check=False).returncode != 0:
+            raise StackingError(f"inner sweep failed (rerun resumes it): {shlex.join(argv)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
