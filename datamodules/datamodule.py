@@ -33,6 +33,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from datamodules.corpus import PreparedCorpus
 from datamodules.dataset import UtteranceDataset, collate
+from datamodules.functionals import FUNCTIONALS_DIM, ClipFunctionals, FunctionalsError
 from datamodules.normalization import NORMALIZATIONS, Normalizer
 from datamodules.perturb import PerturbError, check_factors, copy_id, speed_view
 from datamodules.sampling import BucketBatchSampler, EpochSampler, inverse_frequency
@@ -96,6 +97,7 @@ class FeatureSource:
 
 
 FEATURES = FeatureSource()
+FUNCTIONALS = ClipFunctionals()  # data.utterance_functionals (tests swap it, as FEATURES)
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,6 +137,7 @@ class EmotionDataModule(pl.LightningDataModule):
         fit_on: Literal["train", "train+val"] = "train",
         utterance_stats: bool | str = False,
         speed_perturb: list[float] | None = None,
+        utterance_functionals: bool = False,
     ) -> None:
         """`acoustic_features`: compare_lld, whisper_tiny, whisper_base or hf:<local path>
         (`acoustic_layer`: an index, last or all for hf:); `feature_device`: cpu, cuda or auto,
@@ -144,7 +147,9 @@ class EmotionDataModule(pl.LightningDataModule):
         "frames"; "speech" adds statistics over the speech frames, ComParE LLDs only) adds each
         clip's frame statistics, standardised per speaker (`datamodules.utterance_stats`).
         `speed_perturb` (e.g. [0.9, 1.1]) also trains on a copy of each training clip played at
-        each factor (`datamodules.perturb`); val and test are never perturbed."""
+        each factor (`datamodules.perturb`); val and test are never perturbed.
+        `utterance_functionals` follows those statistics by the clip's 6373 ComParE_2016
+        functionals (`datamodules.functionals`), standardised with them."""
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown or not modalities:
@@ -173,6 +178,11 @@ class EmotionDataModule(pl.LightningDataModule):
                 "data.utterance_stats speech finds speech frames by the RMS energy of ComParE "
                 f"LLD frames; acoustic_features is '{acoustic_features}' (use true)"
             )
+        if utterance_functionals and not stats_which:
+            raise DataModuleError(
+                "data.utterance_functionals follows the utterance statistics: set "
+                "data.utterance_stats too (true or speech)"
+            )
         if batch_size < 1 or num_workers < 0 or (max_frames is not None and max_frames < 1):
             raise DataModuleError("batch_size and max_frames must be >= 1, num_workers >= 0")
         self.save_hyperparameters()
@@ -199,6 +209,7 @@ class EmotionDataModule(pl.LightningDataModule):
         self.test_transcripts = test_transcripts or transcripts
         self.fit_on = fit_on
         self.utterance_stats = stats_which  # None, "frames" or "speech"
+        self.utterance_functionals = bool(utterance_functionals)
         self.utterance_stats_dim = 0  # length of each clip's statistics vector (0: none)
         self.stats_normalizer: Normalizer | None = None
 
@@ -410,16 +421,39 @@ class EmotionDataModule(pl.LightningDataModule):
                     self.utterance_stats,
                 )
                 speaker_of[u] = spk
+        if self.utterance_functionals:
+            functionals = self._functionals(set(raw))
+            raw = {u: np.concatenate([v, functionals[u]]) for u, v in raw.items()}
         if self.stats_normalizer is None:
             self.stats_normalizer = fit_stats_normalizer(
                 raw, self.fit_ids(), speaker_of, self.normalization
             )
-        self.utterance_stats_dim = stats_dim(self.acoustic_dim, self.utterance_stats)
+        self.utterance_stats_dim = stats_dim(self.acoustic_dim, self.utterance_stats) + (
+            FUNCTIONALS_DIM if self.utterance_functionals else 0
+        )
         for ds in self.datasets.values():
             ds.stats = {
                 u: standardised(raw[u], self.stats_normalizer, spk)
                 for u, spk in zip(ds.ids, ds.speakers, strict=True)
             }
+
+    def _functionals(self, ids: set[str]) -> dict[str, np.ndarray]:
+        """Each clip's (and speed-perturbed copy's) ComParE_2016 functionals, cached."""
+        base = self.view(self.transcripts)
+        views = [base, *(speed_view(base, f) for f in self.speed_perturb)]
+        out: dict[str, np.ndarray] = {}
+        try:
+            for view in views:
+                out.update(FUNCTIONALS.load(view, ids))
+        except FunctionalsError as exc:
+            raise DataModuleError(f"data.utterance_functionals: {exc}") from exc
+        missing = sorted(ids - set(out))
+        if missing:
+            raise DataModuleError(
+                f"data.utterance_functionals: no audio row for {len(missing)} clips, "
+                f"e.g. {missing[0]!r}"
+            )
+        return out
 
     def fit_ids(self) -> list[str]:
         """The utterances trained on (and global statistics fitted on): the train part, plus
@@ -541,6 +575,7 @@ class EmotionDataModule(pl.LightningDataModule):
             "normalization": self.normalization,
             "normalizer": self.normalizer.state_dict() if self.normalizer else None,
             "utterance_stats": self.utterance_stats,
+            "utterance_functionals": self.utterance_functionals,
             "speed_perturb": list(self.speed_perturb),
             "stats_normalizer": self.stats_normalizer.state_dict()
             if self.stats_normalizer

@@ -175,10 +175,12 @@ def inference_batch(
     speaker: str | None = None,
     stats_normalizer: Normalizer | None = None,
     stats_which: str = "frames",
+    functionals: np.ndarray | None = None,
 ) -> Batch:
     """A one-item `Batch` from raw features (acoustic (T, F), words, cls, spans), as in training;
     with `stats_normalizer` (a model trained with `utterance_stats`) the clip's statistics too,
-    of the set `stats_which` ("frames" or "speech")."""
+    of the set `stats_which` ("frames" or "speech"), followed by its `functionals` (6373,)
+    where the model was trained with `utterance_functionals`."""
     item = Item(utterance_id, -1)
     if "lexical" in modalities and features.get("words") is not None:
         item.words = np.asarray(features["words"], dtype=np.float32)
@@ -189,5 +191,7 @@ def inference_batch(
         item.acoustic = normalizer.normalize(x, speaker) if normalizer else x
         if stats_normalizer is not None:
             stats = clip_stats(x, item.acoustic, stats_which)
+            if functionals is not None:
+                stats = np.concatenate([stats, np.asarray(functionals, np.float32)])
             item.stats = standardised(stats, stats_normalizer, speaker)
     return collate([item])

@@ -102,6 +102,7 @@ FIT_SUFFIX = {"train+val": "", "train": " · train only"}
 STATS_LABELS = {"frames": "utterance stats", "speech": "utterance stats · speech frames"}
 # Recipe switches a row names when a run turned them on (config key -> label).
 RECIPE_LABELS = {
+    "utterance_functionals": "functionals",
     "speed_perturb": "speed perturbation {}",
     "time_masks": "time masks ×{}",
     "feature_masks": "feature masks ×{}",

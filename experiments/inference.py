@@ -428,4 +428,5 @@ class Predictor:
             speaker=None,
             stats_normalizer=model.stats_normalizer,
             stats_which=model.stats_set,
+            functionals=feats.get("functionals") if model.uses_functionals else None,
         )

@@ -45,6 +45,7 @@ class FeaturePipeline:
             )
             self.frame_step_s = self.acoustic.frame_step_s
             self.lexical = LexicalEncoder(self.config) if model.uses_lexical else None
+            self.functionals = model.uses_functionals
         except (
             FeatureError,
             PackagedModelError,
@@ -61,9 +62,11 @@ class FeaturePipeline:
     def compute(
         self, x: np.ndarray, words: list[Word], timings: dict[str, float], name: str = "input"
     ) -> dict[str, np.ndarray]:
-        """Raw (un-normalised) features: acoustic (T, F), words (W, D), cls (D,), spans (W, 2)."""
+        """Raw (un-normalised) features: acoustic (T, F), words (W, D), cls (D,), spans (W, 2);
+        for a model that reads them, functionals (6373,) (`datamodules.functionals`)."""
         from datamodules.features import FeatureError, word_spans
         from datamodules.features.acoustic import voiced_frames
+        from datamodules.functionals import FunctionalsError, clip_functionals
 
         out: dict[str, np.ndarray] = {}
         try:
@@ -72,6 +75,9 @@ class FeaturePipeline:
                 lld = self.config.acoustic_features == "compare_lld"
                 voiced = voiced_frames(frames) if lld else None
             out["acoustic"] = frames
+            if self.functionals:
+                with timed(timings, "acoustic"):
+                    out["functionals"] = clip_functionals(x, name)
             with timed(timings, "lexical"):
                 if self.lexical is not None and words:
                     vectors, cls, spans = self.lexical.encode(words, len(frames), voiced)
@@ -81,11 +87,17 @@ class FeaturePipeline:
             out["spans"] = spans
         except FeatureError as exc:
             raise PredictError(f"{name}: {exc}") from exc
+        except FunctionalsError as exc:
+            raise PredictError(str(exc)) from exc
         return out
 
 
 def feature_key(model: LoadedModel) -> str:
     """What decides the raw features a checkpoint's pipeline computes: its feature config (not
     its normalisation) and whether it encodes words (an acoustic model's pipeline does not, so
-    a text model in its ensemble must not share it)."""
-    return json.dumps([model.feature_config, model.uses_lexical], sort_keys=True, default=str)
+    a text model in its ensemble must not share it) and whether it computes functionals."""
+    return json.dumps(
+        [model.feature_config, model.uses_lexical, model.uses_functionals],
+        sort_keys=True,
+        default=str,
+    )

@@ -60,6 +60,7 @@ RECORD_DATA_KEYS = (
     "balanced_sampling",
     "fit_on",
     "utterance_stats",
+    "utterance_functionals",
     "speed_perturb",
     *DATA_SETTING_KEYS,
 )

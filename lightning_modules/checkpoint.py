@@ -113,6 +113,11 @@ class LoadedModel:
         return stats_set(self.record["data"].get("utterance_stats")) or "frames"
 
     @property
+    def uses_functionals(self) -> bool:
+        """Whether the clip's ComParE_2016 functionals follow its utterance statistics."""
+        return bool(self.record["data"].get("utterance_functionals"))
+
+    @property
     def corpus(self) -> str:
         return str(self.record["data"].get("corpus") or "")
 

@@ -42,6 +42,7 @@ def build_record(
         "max_frames",
         "normalization",
         "utterance_stats",  # the statistics set (None, "frames", "speech"; old records: bool)
+        "utterance_functionals",  # the clip's functionals follow the statistics (None: no)
     )
     return {
         "version": RECORD_VERSION,
