@@ -27,9 +27,7 @@ from datamodules.utterance_stats import stats_dim
 from datamodules.utterances import write_table
 from experiments import baselines
 from tests.test_datamodule import LABELS, F, FakeSource, make_dm, toy_corpus
-from tests.test_perturb import toy_audio_corpus
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.test_perturb import toy_audio_corpus, train_on_tones
 
 
 def test_a_clips_functionals_are_the_classic_baselines(cache_dir: Path, tmp_path: Path) -> None:
@@ -172,20 +170,11 @@ def test_a_trained_model_gets_the_same_vector_at_prediction(
     from datamodules.dataset import collate
     from experiments.benchmark import recipe_labels
     from experiments.inference import Predictor
-    from experiments.train import main
     from lightning_modules.checkpoint import load_checkpoint
 
-    write_table(
-        "tones", toy_audio_corpus(tmp_path / "wav", 4), {"reader": "test", "classes": list(LABELS)}
-    )
-    root = tmp_path / "run"
-    main(
-        ["fit", "--config", str(REPO / "configs" / "acoustic_probe.yaml"),
-         "--data.corpus", "tones", "--data.protocol", "lospko", "--data.batch_size", "4",
-         "--data.utterance_stats", "speech", "--data.utterance_functionals", "true",
-         "--data.speed_perturb", "[1.1]", "--trainer.max_epochs", "1",
-         "--trainer.default_root_dir", str(root), "--wandb", "false"],
-        datamodule_class=EmotionDataModule,
+    root = train_on_tones(
+        tmp_path, "acoustic_probe.yaml", "--data.utterance_stats", "speech",
+        "--data.utterance_functionals", "true", "--data.speed_perturb", "[1.1]",
     )  # fmt: skip
     metrics = json.loads((root / "metrics.json").read_text())
     assert metrics["config"]["utterance_functionals"] is True

@@ -167,8 +167,9 @@ def test_training_part_gains_the_copies_and_nothing_else_changes(
         EmotionDataModule(corpus="toy", speed_perturb=[1.0])
 
 
-def test_a_training_run_with_speed_perturbation_records_it(cache_dir: Path, tmp_path: Path) -> None:
-    from experiments.benchmark import recipe_labels
+def train_on_tones(tmp_path: Path, config: str, *args: str) -> Path:
+    """One epoch of `configs/<config>` on 4 speakers' tone clips (corpus "tones", leave one
+    speaker out), with `args` added; the run folder."""
     from experiments.train import main
 
     write_table(
@@ -176,12 +177,20 @@ def test_a_training_run_with_speed_perturbation_records_it(cache_dir: Path, tmp_
     )
     root = tmp_path / "run"
     main(
-        ["fit", "--config", str(REPO / "configs" / "acoustic_attention.yaml"),
-         "--data.corpus", "tones", "--data.protocol", "lospko", "--data.batch_size", "4",
-         "--data.speed_perturb", "[0.9, 1.1]", "--model.hidden_size", "8",
-         "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root),
-         "--wandb", "false"],
+        ["fit", "--config", str(REPO / "configs" / config), "--data.corpus", "tones",
+         "--data.protocol", "lospko", "--data.batch_size", "4", "--trainer.max_epochs", "1",
+         "--trainer.default_root_dir", str(root), "--wandb", "false", *args],
         datamodule_class=EmotionDataModule,
+    )  # fmt: skip
+    return root
+
+
+def test_a_training_run_with_speed_perturbation_records_it(cache_dir: Path, tmp_path: Path) -> None:
+    from experiments.benchmark import recipe_labels
+
+    root = train_on_tones(
+        tmp_path, "acoustic_attention.yaml", "--data.speed_perturb", "[0.9, 1.1]",
+        "--model.hidden_size", "8",
     )  # fmt: skip
     metrics = json.loads((root / "metrics.json").read_text())
     assert metrics["n"] == 4  # the test speaker's own clips, never a copy
