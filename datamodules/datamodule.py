@@ -402,8 +402,9 @@ class EmotionDataModule(pl.LightningDataModule):
 
     def _add_utterance_stats(self) -> None:
         """Each clip's statistics of its whole normalised frame sequence, standardised
-        (`datamodules.utterance_stats`), into every dataset; the standardisation is fitted on
-        the clips trained on unless a checkpoint brought one."""
+        (`datamodules.utterance_stats`), followed by its functionals with
+        `utterance_functionals`, into every dataset; the standardisation is fitted on the clips
+        trained on unless a checkpoint brought one."""
         if not self.utterance_stats:
             return
         if "acoustic" not in self.modalities:

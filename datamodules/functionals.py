@@ -69,23 +69,11 @@ def clip_functionals(x: np.ndarray, name: str = "input") -> np.ndarray:
     return np.nan_to_num(row, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _optional(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
-
-
-def _row_task(row: Any) -> tuple[str, float | None, float | None, float]:
-    speed = _optional(row.get("speed"))
-    return (
-        str(row["audio_path"]),
-        _optional(row.get("start_s")),
-        _optional(row.get("end_s")),
-        1.0 if speed is None else speed,
-    )
-
-
 def row_functionals(row: Any) -> np.ndarray:
     """One table row's functionals: its audio (segment), played at its speed."""
-    path, start, end, speed = _row_task(row)
+    from datamodules.features.store import audio_task  # loads the features package
+
+    path, start, end, speed = audio_task(row)
     try:
         x = change_speed(load_audio(path, start, end), speed)
     except AudioError as exc:
@@ -97,9 +85,11 @@ class ClipFunctionals:
     """Functionals of a corpus view's clips, cached (see the module docstring)."""
 
     def folder(self, view: Any) -> Path:
+        from datamodules.features.store import audio_task
+
         h = hashlib.sha256(b"ComParE_2016 functionals, 16 kHz")
         for _, row in view.table.iterrows():
-            path, start, end, speed = _row_task(row)
+            path, start, end, speed = audio_task(row)
             try:
                 st = os.stat(path)
                 stamp = f"{st.st_size}\t{st.st_mtime_ns}"
@@ -138,6 +128,5 @@ class ClipFunctionals:
         x = np.stack([row_functionals(row) for _, row in rows.iterrows()])
         buf = io.BytesIO()
         np.savez(buf, ids=np.array(ids, dtype=str), x=x.astype(np.float32))
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
         return dict(zip(ids, x, strict=True))

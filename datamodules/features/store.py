@@ -460,6 +460,11 @@ def _init_worker(feature_set: str, parent: int | None = None) -> None:
 AudioTask = tuple[str, float | None, float | None, float]  # path, start_s, end_s, speed
 
 
+def audio_task(row: Any) -> AudioTask:
+    """What a table row's audio is: its file, segment (None: the whole file) and speed."""
+    return (row["audio_path"], _optional(row["start_s"]), _optional(row["end_s"]), row_speed(row))
+
+
 def _extract_one(task: AudioTask) -> np.ndarray | str:
     """(path, start_s, end_s, speed) -> (T, 65) float32, in a pool worker with its own Smile; a clip
     that cannot be used (truncated, undecodable, too short) gives the reason instead."""
@@ -552,14 +557,7 @@ def build_acoustic(
     for i in todo:
         for uid in part.shards[i]:
             row = rows.loc[uid]
-            tasks.append(
-                (
-                    row["audio_path"],
-                    _optional(row["start_s"]),
-                    _optional(row["end_s"]),
-                    row_speed(row),
-                )
-            )
+            tasks.append(audio_task(row))
             seconds += float(row["duration_s"]) if pd.notna(row["duration_s"]) else 0.0
     name = config.acoustic_features
     if tasks:
