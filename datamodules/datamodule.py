@@ -509,8 +509,15 @@ class EmotionDataModule(pl.LightningDataModule):
         if self.balanced_sampling:
             counts = np.bincount(ds.labels, minlength=self.num_classes)
             weights = [1.0 / counts[y] for y in ds.labels]
-        sampler = EpochSampler(len(ds), shuffle=True, seed=self.seed, weights=weights)
+        sampler = EpochSampler(len(ds), shuffle=True, seed=self._order_seed(), weights=weights)
         return self._loader(ds, sampler, crop=self.max_frames is not None)
+
+    def _order_seed(self) -> tuple[int, int]:
+        """The seed of the training order (shuffle, balanced draw, crops): the split's `seed`
+        and the run's (`seed_everything`, read back as torch's initial seed), so runs of several
+        seeds on one split see their batches in different orders, as they start from different
+        weights, and a run repeated with its seed sees the same."""
+        return (self.seed, torch.initial_seed())
 
     def val_dataloader(self) -> DataLoader:
         ds = self._dataset("val")

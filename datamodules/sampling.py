@@ -3,7 +3,8 @@
 `EpochSampler` gives the order of one epoch (as is, a seeded permutation, or a seeded
 class-balanced draw with replacement); `BucketBatchSampler` cuts it into chunks of
 `batch_size * chunk_batches` indices, sorts each chunk by length, cuts batches and shuffles the
-batches. Both depend only on (seed, epoch), so a run is reproducible whatever `num_workers` is.
+batches. Both depend only on (seed, epoch), so a run is reproducible whatever `num_workers` is;
+the seed may be several numbers (the datamodule passes the split's seed and the run's).
 
 Balanced sampling and bucketing combine: the balanced draw decides *which* utterances an epoch
 sees, bucketing only decides how they are grouped into batches.
@@ -26,11 +27,15 @@ class EpochSampler(Sampler[int]):
     """Indices of one epoch: 0..n-1, a seeded permutation, or a weighted draw of n indices."""
 
     def __init__(
-        self, n: int, shuffle: bool, seed: int = 0, weights: Sequence[float] | None = None
+        self,
+        n: int,
+        shuffle: bool,
+        seed: int | Sequence[int] = 0,
+        weights: Sequence[float] | None = None,
     ) -> None:
         self.n = n
         self.shuffle = shuffle
-        self.seed = seed
+        self.seed = (int(seed),) if isinstance(seed, int | np.integer) else tuple(map(int, seed))
         self.epoch = 0
         self.weights = None
         if weights is not None:
@@ -43,7 +48,7 @@ class EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def rng(self, stream: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, stream])
+        return np.random.default_rng([*self.seed, self.epoch, stream])
 
     def __iter__(self) -> Iterator[int]:
         if self.weights is not None:

@@ -314,6 +314,22 @@ def test_balanced_sampling_evens_out_classes(cache_dir: Path, monkeypatch) -> No
     assert w.shape == (4,) and w[neu] == w.min()
 
 
+def test_training_order_follows_the_run_seed(source: FakeSource) -> None:
+    """The split's seed fixes the split; the run's seed (seed_everything) the batch order: two
+    seeds of one split must not train on the very same sequence of batches."""
+    dm = make_dm(bucketing=True)
+
+    def order(run_seed: int) -> list[list[str]]:
+        torch.manual_seed(run_seed)  # what seed_everything does for torch
+        loader = dm.train_dataloader()
+        loader.batch_sampler.sampler.set_epoch(0)
+        return [list(b.utterance_ids) for b in loader]
+
+    assert order(0) == order(0)
+    assert order(0) != order(1)
+    assert sorted(sum(order(0), [])) == sorted(sum(order(1), []))  # the same utterances
+
+
 def test_state_round_trips_through_a_weights_only_checkpoint(
     source: FakeSource, tmp_path: Path
 ) -> None:
