@@ -41,6 +41,7 @@ from experiments.late_fusion import (
     TextPosteriors,
     late_rows,
 )
+from experiments.provenance import code_label
 from experiments.run_record import acoustic_label
 from experiments.runs import (
     ENCODER_SETTING_KEYS,
@@ -197,6 +198,8 @@ def model_rows(
             row = rows.setdefault(key, Row(" · ".join(p for p in parts if p), features, "model"))
             fold = fold_of(splits[str(run.run_dir)])
             row.add(fold, run.metrics)
+            version = code_label(run.metrics)
+            row.code[version] = row.code.get(version, 0) + 1
             try:
                 probs[key][fold].append(run.predictions())
             except Exception as exc:  # noqa: BLE001 - an old run without predictions: no ensemble
@@ -207,6 +210,7 @@ def model_rows(
             continue
         base_row = rows[key]
         ensemble = Row(f"{base_row.name} (seed ensemble)", base_row.features, "ensemble")
+        ensemble.code = dict(base_row.code)
         for fold, preds in folds.items():
             ensemble.add(fold, _ensemble_scores(preds))
         out.append(ensemble)

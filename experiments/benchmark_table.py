@@ -31,6 +31,8 @@ class Row:
     # by fold number, or by test speakers for held-out speaker sets (`benchmark.fold_of`)
     per_fold: dict[int | str, list[dict[str, float]]] = field(default_factory=dict)
     branch: str = ""  # a late-fusion row: the name of the acoustic row it fuses with text
+    # runs per code version (`experiments.provenance.code_label`): a model row's runs
+    code: dict[str, int] = field(default_factory=dict)
 
     def add(self, fold: int | str, scores: dict[str, float]) -> None:
         self.per_fold.setdefault(fold, []).append({m: float(scores[m]) for m in METRICS})
@@ -71,6 +73,8 @@ def build_table(rows: list[Row]) -> list[dict[str, Any]]:
             "folds": len(row.per_fold),
             "seeds": row.n_seeds,
         }
+        if row.code:
+            entry["code"] = dict(sorted(row.code.items()))
         for m in METRICS:
             s = mean_sd_ci(row.values(m))
             entry[m] = {"mean": s.mean, "sd": s.sd, "n": s.n}
@@ -124,7 +128,23 @@ def markdown(table: list[dict[str, Any]], corpus: str, seconds: float) -> str:
         f"{_test(e.get('vs_attention'))} |" + (f" {_test(e.get('vs_branch'))} |" if late else "")
         for e in table
     ]
-    return head + "\n".join(lines) + "\n"
+    return head + "\n".join(lines) + "\n" + _code_note(table)
+
+
+def _code_note(table: list[dict[str, Any]]) -> str:
+    """Names the rows whose runs came from more than one version of the code."""
+    mixed = [e for e in table if len(e.get("code") or {}) > 1]
+    if not mixed:
+        return ""
+    lines = [
+        f"- {e['name']} ({e['features']}): "
+        + ", ".join(f"{label} × {n}" for label, n in e["code"].items())
+        for e in mixed
+    ]
+    return (
+        "\nRows whose runs were trained by more than one version of the code (commit, "
+        "`+dirty` for uncommitted changes; runs per version):\n" + "\n".join(lines) + "\n"
+    )
 
 
 def write_outputs(table: list[dict[str, Any]], out: Path, corpus: str, seconds: float) -> str:

@@ -35,6 +35,7 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from datamodules.locks import LockedError, PidLock
 from datamodules.paths import REPO_ROOT, atomic_write_text
+from experiments.provenance import code_record
 from experiments.run_record import (
     budget_record,
     config_record,
@@ -180,6 +181,7 @@ class EmotionCLI(LightningCLI):
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = os.path.realpath(root / "checkpoints")
         self._fit_started = time.monotonic()
+        self._code = code_record()  # the code as this process imported it, not as it is later
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -273,6 +275,7 @@ class EmotionCLI(LightningCLI):
             ),
             "selection": selection_record(self.trainer.checkpoint_callback),
             "config": self.run_record(),
+            "code": getattr(self, "_code", None) or code_record(),
         }
         path = root / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)

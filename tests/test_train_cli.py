@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -160,11 +162,18 @@ def test_wandb_agent_runs_get_one_folder_each(tmp_path: Path, monkeypatch) -> No
 def test_metrics_json_records_the_budget(tmp_path: Path) -> None:
     cli = run(["fit", "--config", str(REPO / "configs" / "acoustic_mean.yaml"),
                "--model.hidden_size", "8", "--trainer.max_epochs", "2"], tmp_path)  # fmt: skip
-    budget = json.loads((tmp_path / "metrics.json").read_text())["budget"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    budget = metrics["budget"]
     assert budget["epochs_trained"] == 2 and budget["max_epochs"] == 2
     assert 1 <= budget["best_epoch"] <= 2 and budget["hidden_size"] == 8
     assert budget["n_params"] == sum(p.numel() for p in cli.model.parameters())
     assert budget["feature_set"] == "ComParE_2016"
+    # the code it was trained with: this checkout's commit (None where it is not one)
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=False) if shutil.which("git") else None  # fmt: skip
+    expected = head.stdout.strip() if head is not None and head.returncode == 0 else None
+    assert metrics["code"]["commit"] == expected
+    assert metrics["code"]["versions"]["torch"] == torch.__version__
 
 
 def test_real_datamodule_on_twelve_ravdess_clips(
