@@ -275,7 +275,7 @@ class EmotionCLI(LightningCLI):
             ),
             "selection": selection_record(self.trainer.checkpoint_callback),
             "config": self.run_record(),
-            "code": getattr(self, "_code", None) or code_record(),
+            "code": self._code,  # set in instantiate_trainer, which every subcommand runs first
         }
         path = root / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
