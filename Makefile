@@ -71,9 +71,12 @@ BENCH_LLD ?= --set config=configs/acoustic_attention_lld.yaml --set data.normali
 # the table covers every held-out set run so far (each one a fold of it)
 # LATE_TEXT=DIR: runs of a text model tested on the same clips (README "Late fusion"): each
 # acoustic row also fused with their probabilities
-BENCH_TABLE = runs/benchmark/$(CORPUS)$(if $(TEST_SPEAKERS),-heldout)
+# FOLDS=K: K speaker folds instead of the sweep's 6 (FOLDS=18 on 18 speakers: one speaker per
+# fold, val 3 of the other 17), into runs/benchmark/<corpus>-k<K>/
+BENCH_TABLE = runs/benchmark/$(CORPUS)$(if $(TEST_SPEAKERS),-heldout)$(if $(FOLDS),-k$(FOLDS))
 BENCH_DIR = $(BENCH_TABLE)$(if $(TEST_SPEAKERS),/$(subst $(space),,$(subst $(comma),+,$(TEST_SPEAKERS))))
-BENCH_SPLIT = $(if $(TEST_SPEAKERS),--set data.protocol=speakers --set "data.test_speakers=[$(TEST_SPEAKERS)]")
+BENCH_SPLIT = $(if $(TEST_SPEAKERS),--set data.protocol=speakers --set "data.test_speakers=[$(TEST_SPEAKERS)]") \
+  $(if $(FOLDS),--set data.folds=$(FOLDS))
 # NAME@N -> "NAME N NAME_lN"; NAME -> "NAME last NAME"
 FS_SPLIT = case $$fs in *@*) name=$${fs%@*}; layer=$${fs\#*@}; dir=$${name}_l$$layer;; \
   *) name=$$fs; layer=last; dir=$$fs;; esac
@@ -85,7 +88,8 @@ define BENCH_SWEEP
 	    --out $(BENCH_DIR)/$${dir}$(3) --parallel 2 || exit 1; \
 	done
 endef
-benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4 [TEST_SPEAKERS="A, B"] [LATE_TEXT=DIR]
+benchmark: install  ## real-speech table on speaker folds + baselines: make benchmark CORPUS=ravdess4 [FOLDS=K | TEST_SPEAKERS="A, B"] [LATE_TEXT=DIR]
+	$(if $(and $(FOLDS),$(TEST_SPEAKERS)),$(error FOLDS and TEST_SPEAKERS exclude each other: TEST_SPEAKERS is one split, not folds))
 	@for fs in $(sort $(BENCH_FEATURES) $(BENCH_RECIPE_FEATURES) $(BENCH_TUNED_FEATURES) $(BENCH_TUNED_LLD_FEATURES)); do $(FS_SPLIT); \
 	  $(PY) -m experiments.features $(CORPUS) --acoustic $$name --acoustic-layer $$layer --modalities acoustic || exit 1; done
 	@for seed in $(BENCH_SEEDS); do for fs in $(BENCH_FEATURES); do $(FS_SPLIT); \

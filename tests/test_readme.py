@@ -97,3 +97,15 @@ def test_make_benchmark_on_speakers_of_your_own() -> None:
     assert "-m experiments.benchmark runs/benchmark/c-heldout" in held
     folds = dry_run()
     assert "data.protocol=speakers" not in folds and "-heldout" not in folds
+    assert "data.folds" not in folds
+    one_each = dry_run("FOLDS=18")
+    sweeps = [line for line in one_each.splitlines() if "experiments.sweep" in line]
+    assert sweeps and all(
+        "--set data.folds=18" in line and "--out runs/benchmark/c-k18/" in line for line in sweeps
+    )
+    assert "-m experiments.benchmark runs/benchmark/c-k18" in one_each
+    both = subprocess.run(
+        ["make", "-n", "benchmark", "CORPUS=c", "FOLDS=3", "TEST_SPEAKERS=A, B"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert both.returncode != 0 and "FOLDS and TEST_SPEAKERS" in both.stderr
