@@ -27,6 +27,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +252,28 @@ def _functional_matrix(
     return memo[key]
 
 
+def _svm_fit(
+    x: dict[float, np.ndarray],
+    y: dict[str, np.ndarray],
+    idx: dict[str, list[int]],
+    factors: tuple[float, ...],
+    fit: str,
+) -> dict[str, Any]:
+    """The SVM on functionals of one split: `x` the table's functionals per speed, trained on
+    the training rows and their copies at `factors`, C on val (its copies join the refit)."""
+    from experiments.baselines import svm_on_functionals
+
+    copies = {p: [x[s][idx[p]] for s in factors] for p in ("train", "val")}
+    return svm_on_functionals(
+        np.concatenate([x[1.0][idx["train"]], *copies["train"]]),
+        np.concatenate([y["train"]] * (1 + len(factors))),
+        x[1.0][idx["test"]], y["test"], val=(x[1.0][idx["val"]], y["val"]),
+        refit=fit == "train+val",
+        val_copies=(np.concatenate(copies["val"]),
+                    np.concatenate([y["val"]] * len(factors))) if factors else None,
+    )  # fmt: skip
+
+
 def baseline_rows(
     splits: dict[tuple, dict[str, Any]],
     workers: int = 1,
@@ -270,11 +293,8 @@ def baseline_rows(
     copies too), in rows named "· speed perturbation [...]"."""
     from datamodules.corpus import as_corpus
     from datamodules.features import load
-    from experiments.baselines import (
-        probe_on_split,
-        standardise_by_speaker,
-        svm_on_functionals,
-    )
+    from experiments.baseline_cache import cached_fit, digest_arrays, fit_key
+    from experiments.baselines import probe_on_split, standardise_by_speaker
 
     rows: dict[str, Row] = {}
     feature_cache: dict[tuple[str, str], Any] = {}
@@ -302,15 +322,10 @@ def baseline_rows(
                     s: _functional_matrix(corpus, s, bool(norm), workers, memo)
                     for s in (1.0, *factors)
                 }
-                copies = {p: [x[s][idx[p]] for s in factors] for p in ("train", "val")}
-                out = svm_on_functionals(
-                    np.concatenate([x[1.0][idx["train"]], *copies["train"]]),
-                    np.concatenate([y["train"]] * (1 + len(factors))),
-                    x[1.0][idx["test"]], y["test"], val=(x[1.0][idx["val"]], y["val"]),
-                    refit=fit == "train+val",
-                    val_copies=(np.concatenate(copies["val"]),
-                                np.concatenate([y["val"]] * len(factors))) if factors else None,
-                )  # fmt: skip
+                fit_id = fit_key(
+                    digest_arrays(x.values()), kind="svm", idx=idx, y=y, fit=fit, speeds=factors
+                )
+                out = cached_fit(corpus.name, fit_id, partial(_svm_fit, x, y, idx, factors, fit))
                 speeds = RECIPE_LABELS["speed_perturb"].format(list(factors))
                 name = SVM_ROW + (f" · {speeds}" if factors else "") + norm + FIT_SUFFIX[fit]
                 rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
@@ -327,10 +342,16 @@ def baseline_rows(
                             strict=True,
                         )
                     )
-                feature_cache[fkey, norm] = frames
-            frames = feature_cache[fkey, norm]
+                have = sorted(frames)  # the clips with frames, and their frames
+                digest = digest_arrays([np.asarray(have), *(frames[u] for u in have)])
+                feature_cache[fkey, norm] = frames, digest
+            frames, digest = feature_cache[fkey, norm]
             for fit in fits:
-                out = probe_on_split(frames, split, label_of, refit=fit == "train+val")
+                fit_id = fit_key(digest, kind="probe", split=split, y=y, fit=fit)
+                refit = fit == "train+val"
+                out = cached_fit(
+                    corpus.name, fit_id, partial(probe_on_split, frames, split, label_of, refit)
+                )
                 name = f"{PROBE_ROW} {label}{norm}{FIT_SUFFIX[fit]}"
                 rows.setdefault(name, Row(name, label, "baseline"))
                 rows[name].add(fold, out)
