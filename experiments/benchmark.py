@@ -10,6 +10,9 @@ baselines:
 - `lr probe <feature set>`: logistic regression on the mean ⊕ std of the cached frames of each
   acoustic feature set the runs used (the linear probe a sequence model must beat).
 
+Each baseline fit is cached under a key of everything it reads (`experiments.baseline_cache`),
+so a table redrawn over the same folds reads its baselines back instead of refitting them.
+
 Each model row is UA / WA / macro-F1, mean ± sd over folds × seeds; a `seed ensemble` row per
 variant averages the seeds' test probabilities per fold. Paired tests (`experiments.stats.
 wilcoxon`) run across folds on per-fold means: each model row against the best baseline, and
