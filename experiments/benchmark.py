@@ -239,10 +239,12 @@ def _ensemble_scores(preds: Sequence[Predictions]) -> dict[str, float]:
 
 
 def _functional_matrix(
-    corpus: Any, speed: float, norm: bool, workers: int, memo: dict[tuple, np.ndarray]
-) -> np.ndarray:
+    corpus: Any, speed: float, norm: bool, workers: int, memo: dict[tuple, tuple[np.ndarray, str]]
+) -> tuple[np.ndarray, str]:
     """The corpus's functionals in table order (of its clips played at `speed`), standardised
-    per speaker with `norm` (a copy's speaker is a speaker of its own: its own statistics)."""
+    per speaker with `norm` (a copy's speaker is a speaker of its own: its own statistics),
+    and their digest for the baseline cache's keys (hashed once, not once per fit)."""
+    from experiments.baseline_cache import digest_arrays
     from experiments.baselines import functionals, standardise_by_speaker
 
     key = (corpus.name, speed, norm)
@@ -251,7 +253,7 @@ def _functional_matrix(
         x = functionals(paths, corpus=corpus.name, workers=workers, speed=speed)
         if norm:
             x = np.stack(standardise_by_speaker(list(x), corpus.table["speaker"].astype(str)))
-        memo[key] = x
+        memo[key] = x, digest_arrays([x])
     return memo[key]
 
 
@@ -301,7 +303,7 @@ def baseline_rows(
 
     rows: dict[str, Row] = {}
     feature_cache: dict[tuple[str, str], Any] = {}
-    memo: dict[tuple, np.ndarray] = {}
+    memo: dict[tuple, tuple[np.ndarray, str]] = {}
     norms = ("", " · speaker norm") if speaker_norm else ("",)
     for key, info in sorted(splits.items(), key=lambda kv: str(kv[0])):
         corpus = as_corpus(str(key[0]))
@@ -321,13 +323,13 @@ def baseline_rows(
         y = {p: labels(split[p]) for p in idx}
         for norm in norms if with_svm else ():
             for factors, fit in ((f, fit) for f in [(), *speed_sets] for fit in fits):
-                x = {
+                read = {
                     s: _functional_matrix(corpus, s, bool(norm), workers, memo)
                     for s in (1.0, *factors)
                 }
-                fit_id = fit_key(
-                    digest_arrays(x.values()), kind="svm", idx=idx, y=y, fit=fit, speeds=factors
-                )
+                x = {s: matrix for s, (matrix, _) in read.items()}
+                digests = "+".join(digest for _, digest in read.values())
+                fit_id = fit_key(digests, kind="svm", idx=idx, y=y, fit=fit, speeds=factors)
                 out = cached_fit(corpus.name, fit_id, partial(_svm_fit, x, y, idx, factors, fit))
                 speeds = RECIPE_LABELS["speed_perturb"].format(list(factors))
                 name = SVM_ROW + (f" · {speeds}" if factors else "") + norm + FIT_SUFFIX[fit]
