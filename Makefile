@@ -58,9 +58,9 @@ BENCH_TUNED ?= --set config=configs/acoustic_attention_tuned.yaml --set data.nor
   --set model.hidden_size=32
 # On ComParE LLDs: the attention model tuned on the val actors for LLDs with each clip's frame
 # statistics standardised per speaker beside it (configs/acoustic_attention_lld.yaml,
-# data.utterance_stats; README "Utterance statistics standardised per speaker"), with the
-# statistics over each clip's speech frames too (data.utterance_stats speech; README
-# "Statistics over the speech frames"), trained on speed-perturbed copies too (README "Speed
+# data.utterance_stats), with the statistics over each clip's speech frames too
+# (data.utterance_stats speech), trained on speed-perturbed copies too (experiments/RESULTS.md:
+# "Utterance statistics standardised per speaker", "Statistics over the speech frames", "Speed
 # perturbation"); the benchmark sweep's BLSTM width (64) would override the file's, so it is
 # set again here.
 BENCH_TUNED_LLD_FEATURES ?= compare_lld
@@ -69,7 +69,7 @@ BENCH_LLD ?= --set config=configs/acoustic_attention_lld.yaml --set data.normali
 # TEST_SPEAKERS="A, B": one split testing on exactly those speakers (trained on the others,
 # val drawn from them) instead of the speaker folds, into runs/benchmark/<corpus>-heldout/A+B;
 # the table covers every held-out set run so far (each one a fold of it)
-# LATE_TEXT=DIR: runs of a text model tested on the same clips (README "Late fusion"): each
+# LATE_TEXT=DIR: runs of a text model tested on the same clips (experiments/RESULTS.md "Late fusion"): each
 # acoustic row also fused with their probabilities
 # FOLDS=K: K speaker folds instead of the sweep's 6 (FOLDS=18 on 18 speakers: one speaker per
 # fold, val 3 of the other 17), into runs/benchmark/<corpus>-k<K>/
@@ -106,7 +106,7 @@ layers: install  ## which hidden state to train on, chosen on val: make layers C
 	$(PY) -m experiments.layer_scan $(CORPUS) --acoustic $(or $(ACOUSTIC),whisper_base)
 
 stacked: install  ## MMMLA's GMU on cross-fitted posteriors: make stacked OUTER=runs/benchmark/ravdess4/FEATS TEXT=DIR [K=5]
-	@test -n "$(OUTER)" -a -n "$(TEXT)" || { echo "make stacked: give OUTER=acoustic runs and TEXT=text runs (README 'Stacked fusion')"; exit 2; }
+	@test -n "$(OUTER)" -a -n "$(TEXT)" || { echo "make stacked: give OUTER=acoustic runs and TEXT=text runs (experiments/RESULTS.md, 'Stacked fusion')"; exit 2; }
 	$(PY) -m experiments.stacked_fusion --outer $(OUTER) --inner $(OUTER)-xfit --text $(TEXT) \
 	  --out $(OUTER)-stacked --train-inner $(or $(K),5) --save
 

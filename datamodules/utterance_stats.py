@@ -12,7 +12,7 @@ functionals' voiced-segment statistics are not. Like the functionals of the clas
 they are then z-scored per speaker over that speaker's utterances (with `normalization
 speaker`; test speakers included, from their own unlabelled clips, as the frames are) or with
 the training part's statistics (`global`, and for a speaker the checkpoint never saw).
-Measured offline on RAVDESS (README): the per-speaker step is what makes pooled LLD statistics
+Measured offline on RAVDESS (experiments/RESULTS.md): the per-speaker step is what makes pooled LLD statistics
 competitive.
 """
 

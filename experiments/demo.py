@@ -308,7 +308,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="a lexical (text-only) checkpoint: every acoustic model of the same classes is "
-        "also offered late-fused with it (README 'Late fusion')",
+        "also offered late-fused with it (experiments/RESULTS.md, 'Late fusion')",
     )
     p.add_argument(
         "--text-weight",
@@ -322,7 +322,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="with --late-text: a posterior GMU file (experiments.stacked_fusion --save); each "
         "acoustic model paired with the text model is also offered stacked-fused by it "
-        "(README 'Stacked fusion')",
+        "(experiments/RESULTS.md, 'Stacked fusion')",
     )
     p.add_argument("--no-examples", action="store_true", help="skip making the bundled examples")
     return p.parse_args(argv)

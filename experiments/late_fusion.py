@@ -10,7 +10,7 @@ averaged first. Only test predictions are read, so an utterance's text probabili
 model that did not train on it, as long as the text runs' own splits were leak-free.
 
 `DEFAULT_TEXT_WEIGHT` (1/3): on RAVDESS audio + MELD text (4 classes, 6 speaker folds × 3
-seeds, README "Late fusion") w = 0.2 and 1/3 gave the same gain over the acoustic model on
+seeds, experiments/RESULTS.md "Late fusion") w = 0.2 and 1/3 gave the same gain over the acoustic model on
 Whisper states (90.5 UA against 88.8) and w = 0.5 none (88.9): a text model far weaker than
 the acoustic one is worth a minority vote. It was read off those test folds, so it was checked on the three
 held-out sets of six actors too (better on each). Choosing w on the val speakers does not work:

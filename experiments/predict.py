@@ -55,14 +55,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--text-weight",
         type=float,
         help="late fusion of audio and text checkpoints: (1 - W) · the mean of those that hear "
-        "the audio + W · the mean of the lexical ones (default: one plain mean; README "
-        '"Fusion" measured W = 1/3)',
+        "the audio + W · the mean of the lexical ones (default: one plain mean; W = 1/3 measured "
+        "in experiments/RESULTS.md, 'Late fusion')",
     )
     p.add_argument(
         "--fusion",
         type=Path,
         help="fuse the audio and text checkpoints' means with a posterior GMU instead "
-        "(a file `experiments.stacked_fusion --save` wrote; README 'Stacked fusion')",
+        "(a file `experiments.stacked_fusion --save` wrote; experiments/RESULTS.md, "
+        "'Stacked fusion')",
     )
     p.add_argument("--transcript", help="use this transcript instead of ASR (same for every file)")
     p.add_argument("--asr", default="whisper", choices=[*BACKENDS, "none"])

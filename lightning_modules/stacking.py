@@ -1,7 +1,7 @@
 """MMMLA's fusion over two pretrained branches' posteriors, fitted on cross-fitted posteriors.
 
 Trained end to end on a small corpus, MMMLA's acoustic branch fits its training speakers almost
-perfectly, so whatever learns beside it on those speakers learns to follow it (README, *Fusion
+perfectly, so whatever learns beside it on those speakers learns to follow it (experiments/RESULTS.md, *Fusion
 on real audio + real text*). Here both branches are trained models, frozen, read through their
 class log-probabilities, and only the GMU and the head learn, on posteriors the acoustic side
 produced for speakers it had not seen: each training speaker's from a model trained on the

@@ -1,5 +1,7 @@
-"""README's command blocks run as written: every make target and variable exists (`make -n`),
-every `python -m experiments.X` module exists and knows each option it is shown with."""
+"""README's command blocks (and those of experiments/RESULTS.md, the record of the real-speech
+measurements) run as written: every make target and variable exists (`make -n`), every
+`python -m experiments.X` module exists and knows each option it is shown with; every section
+the two files cite by name in italics exists in one of them."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Options LightningCLI (not the module's source) defines, and dotted config keys.
 CLI_BUILTIN = {"--config", "--ckpt_path", "--print_config"}
+DOCS = (REPO / "README.md", REPO / "experiments" / "RESULTS.md")
+NOT_SECTIONS = {"Friends"}  # italics that name no section (a TV series)
 
 
 def commands() -> list[str]:
-    """Each shell command of README's ```bash blocks, continuations joined, comments dropped."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """Each shell command of the docs' ```bash blocks, continuations joined, comments dropped."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in DOCS)
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -39,6 +43,30 @@ PYTHON = [c for c in commands() if c.startswith("python -m experiments.")]
 
 def test_readme_has_commands() -> None:
     assert len(MAKE) >= 5 and len(PYTHON) >= 8
+
+
+def _section_names(text: str) -> set[str]:
+    """Headings and bold paragraph leads ("**Late fusion (2026-11-30).**"), each with and
+    without a trailing "(date)"."""
+    names = set()
+    for heading in re.findall(r"^#+ (.+)$", text, flags=re.M):
+        names |= {heading.strip(), re.sub(r"\s*\(.*\)$", "", heading).strip()}
+    for lead in re.findall(r"^\*\*([^*]+?)\*\*", text, flags=re.M):
+        names.add(re.sub(r"\s*\(.*$", "", lead).rstrip(". "))
+    return names
+
+
+def test_cited_sections_exist() -> None:
+    texts = {path.name: path.read_text(encoding="utf-8") for path in DOCS}
+    assert "experiments/RESULTS.md" in texts["README.md"]  # the record is linked
+    names = set().union(*(_section_names(t) for t in texts.values())) | NOT_SECTIONS
+    assert {"Results on real speech", "One actor per fold", "Late fusion"} <= names
+    for name, text in texts.items():
+        prose = re.sub(r"`[^`\n]*`", "", text)  # code spans hold * of their own
+        cited = re.findall(r"(?<![*\w])\*([A-Z][^*\n]*?)\*(?![*\w])", prose)
+        assert cited, name
+        missing = sorted(set(cited) - names)
+        assert not missing, f"{name} cites sections that neither file has: {missing}"
 
 
 @pytest.mark.parametrize("command", MAKE)
