@@ -10,7 +10,9 @@ redrawn over the same splits, or over more runs of the same folds, then reads it
 back in well under a second; anything that changed what a fit would see (other features,
 another split, a re-prepared corpus, another scikit-learn) is a different key, never a stale
 hit. Files are written atomically; one that cannot be read (cut short, edited by hand) is
-refitted and overwritten, with a warning naming it.
+refitted and overwritten, with a warning naming it. `--refit-baselines` refits every fit a
+table needs and overwrites its file (to check a cached figure, or after changing a baseline's
+code without raising `VERSION`).
 """
 
 from __future__ import annotations
@@ -60,11 +62,14 @@ def fit_key(features: str, **inputs: Any) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def cached_fit(corpus: str, key: str, fit: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def cached_fit(
+    corpus: str, key: str, fit: Callable[[], dict[str, Any]], refit: bool = False
+) -> dict[str, Any]:
     """`fit()`'s result for `key`, read from the corpus's baseline cache when it is there,
-    else computed and stored (atomically)."""
+    else computed and stored (atomically). `refit`: computed and stored even where a result
+    is cached (`experiments.benchmark --refit-baselines`)."""
     path = cache_path(corpus, key)
-    if path.is_file():
+    if path.is_file() and not refit:
         try:
             out = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(out, dict) and {"ua", "wa", "macro_f1"} <= set(out):

@@ -12,6 +12,9 @@
   z-scored with that speaker's own statistics, the baselines' counterpart of the models'
   `--data.normalization speaker` (no labels used; test speakers use their own audio).
 - `baseline_scores(corpus, split)`: the SVM baseline on a split dict of `datamodules.splits`.
+- `functional_matrix` / `svm_on_split`: the functionals of a whole corpus (per speed,
+  standardised per speaker or not) and the SVM on one split of it with speed-perturbed
+  copies, as `experiments.benchmark` fits them.
 
 Every scorer returns `{"wa", "ua", "macro_f1", ...}`. The standardisation is part of the
 fitted pipeline, so it sees only the rows the classifier is fitted on, never test rows.
@@ -242,6 +245,44 @@ def probe_on_split(
     y = {p: np.array([label_of[u] for u in ids], dtype=np.int64) for p, ids in part.items()}
     val = (x["val"], y["val"]) if part["val"] else None
     return logistic_probe(x["train"], y["train"], x["test"], y["test"], val=val, refit=refit)
+
+
+def functional_matrix(
+    corpus: Any, speed: float, norm: bool, workers: int, memo: dict[tuple, tuple[np.ndarray, str]]
+) -> tuple[np.ndarray, str]:
+    """The corpus's functionals in table order (of its clips played at `speed`), standardised
+    per speaker with `norm` (a copy's speaker is a speaker of its own: its own statistics),
+    and their digest for the baseline cache's keys (hashed once, not once per fit)."""
+    from experiments.baseline_cache import digest_arrays
+
+    key = (corpus.name, speed, norm)
+    if key not in memo:
+        paths = corpus.table["audio_path"].astype(str).tolist()
+        x = functionals(paths, corpus=corpus.name, workers=workers, speed=speed)
+        if norm:
+            x = np.stack(standardise_by_speaker(list(x), corpus.table["speaker"].astype(str)))
+        memo[key] = x, digest_arrays([x])
+    return memo[key]
+
+
+def svm_on_split(
+    x: dict[float, np.ndarray],
+    y: dict[str, np.ndarray],
+    idx: dict[str, list[int]],
+    factors: tuple[float, ...],
+    fit: str,
+) -> dict[str, Any]:
+    """The SVM on functionals of one split: `x` the table's functionals per speed, trained on
+    the training rows and their copies at `factors`, C on val (its copies join the refit)."""
+    copies = {p: [x[s][idx[p]] for s in factors] for p in ("train", "val")}
+    return svm_on_functionals(
+        np.concatenate([x[1.0][idx["train"]], *copies["train"]]),
+        np.concatenate([y["train"]] * (1 + len(factors))),
+        x[1.0][idx["test"]], y["test"], val=(x[1.0][idx["val"]], y["val"]),
+        refit=fit == "train+val",
+        val_copies=(np.concatenate(copies["val"]),
+                    np.concatenate([y["val"]] * len(factors))) if factors else None,
+    )  # fmt: skip
 
 
 def baseline_scores(corpus: str, split: dict[str, list[str]], workers: int = 1) -> dict[str, Any]:

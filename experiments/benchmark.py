@@ -11,7 +11,8 @@ baselines:
   acoustic feature set the runs used (the linear probe a sequence model must beat).
 
 Each baseline fit is cached under a key of everything it reads (`experiments.baseline_cache`),
-so a table redrawn over the same folds reads its baselines back instead of refitting them.
+so a table redrawn over the same folds reads its baselines back instead of refitting them
+(`--refit-baselines` fits them again and overwrites the cache).
 
 Each model row is UA / WA / macro-F1, mean ± sd over folds × seeds; a `seed ensemble` row per
 variant averages the seeds' test probabilities per fold. Paired tests (`experiments.stats.
@@ -238,47 +239,6 @@ def _ensemble_scores(preds: Sequence[Predictions]) -> dict[str, float]:
 # Baselines on the same splits
 
 
-def _functional_matrix(
-    corpus: Any, speed: float, norm: bool, workers: int, memo: dict[tuple, tuple[np.ndarray, str]]
-) -> tuple[np.ndarray, str]:
-    """The corpus's functionals in table order (of its clips played at `speed`), standardised
-    per speaker with `norm` (a copy's speaker is a speaker of its own: its own statistics),
-    and their digest for the baseline cache's keys (hashed once, not once per fit)."""
-    from experiments.baseline_cache import digest_arrays
-    from experiments.baselines import functionals, standardise_by_speaker
-
-    key = (corpus.name, speed, norm)
-    if key not in memo:
-        paths = corpus.table["audio_path"].astype(str).tolist()
-        x = functionals(paths, corpus=corpus.name, workers=workers, speed=speed)
-        if norm:
-            x = np.stack(standardise_by_speaker(list(x), corpus.table["speaker"].astype(str)))
-        memo[key] = x, digest_arrays([x])
-    return memo[key]
-
-
-def _svm_fit(
-    x: dict[float, np.ndarray],
-    y: dict[str, np.ndarray],
-    idx: dict[str, list[int]],
-    factors: tuple[float, ...],
-    fit: str,
-) -> dict[str, Any]:
-    """The SVM on functionals of one split: `x` the table's functionals per speed, trained on
-    the training rows and their copies at `factors`, C on val (its copies join the refit)."""
-    from experiments.baselines import svm_on_functionals
-
-    copies = {p: [x[s][idx[p]] for s in factors] for p in ("train", "val")}
-    return svm_on_functionals(
-        np.concatenate([x[1.0][idx["train"]], *copies["train"]]),
-        np.concatenate([y["train"]] * (1 + len(factors))),
-        x[1.0][idx["test"]], y["test"], val=(x[1.0][idx["val"]], y["val"]),
-        refit=fit == "train+val",
-        val_copies=(np.concatenate(copies["val"]),
-                    np.concatenate([y["val"]] * len(factors))) if factors else None,
-    )  # fmt: skip
-
-
 def baseline_rows(
     splits: dict[tuple, dict[str, Any]],
     workers: int = 1,
@@ -286,6 +246,7 @@ def baseline_rows(
     speaker_norm: bool = False,
     fits: Sequence[str] = ("train+val",),
     speed_sets: Sequence[tuple[float, ...]] = (),
+    refit: bool = False,
 ) -> list[Row]:
     """SVM on functionals and an LR probe per acoustic feature key, on each distinct split;
     with `speaker_norm` (some run normalised per speaker) each once more on features
@@ -295,11 +256,17 @@ def baseline_rows(
     `speed_sets` (the factors of runs trained on speed-perturbed copies): the SVM once more per
     set, trained on the clips and their copies as those runs were (each copy a speaker of its
     own for the per-speaker standardisation; C chosen on the val clips; the refit takes val's
-    copies too), in rows named "· speed perturbation [...]"."""
+    copies too), in rows named "· speed perturbation [...]". Each fit is read from the
+    baseline cache where it is there, unless `refit` (`baseline_cache.cached_fit`)."""
     from datamodules.corpus import as_corpus
     from datamodules.features import load
     from experiments.baseline_cache import cached_fit, digest_arrays, fit_key
-    from experiments.baselines import probe_on_split, standardise_by_speaker
+    from experiments.baselines import (
+        functional_matrix,
+        probe_on_split,
+        standardise_by_speaker,
+        svm_on_split,
+    )
 
     rows: dict[str, Row] = {}
     feature_cache: dict[tuple[str, str], Any] = {}
@@ -324,13 +291,14 @@ def baseline_rows(
         for norm in norms if with_svm else ():
             for factors, fit in ((f, fit) for f in [(), *speed_sets] for fit in fits):
                 read = {
-                    s: _functional_matrix(corpus, s, bool(norm), workers, memo)
+                    s: functional_matrix(corpus, s, bool(norm), workers, memo)
                     for s in (1.0, *factors)
                 }
                 x = {s: matrix for s, (matrix, _) in read.items()}
                 digests = "+".join(digest for _, digest in read.values())
                 fit_id = fit_key(digests, kind="svm", idx=idx, y=y, fit=fit, speeds=factors)
-                out = cached_fit(corpus.name, fit_id, partial(_svm_fit, x, y, idx, factors, fit))
+                svm = partial(svm_on_split, x, y, idx, factors, fit)
+                out = cached_fit(corpus.name, fit_id, svm, refit)
                 speeds = RECIPE_LABELS["speed_perturb"].format(list(factors))
                 name = SVM_ROW + (f" · {speeds}" if factors else "") + norm + FIT_SUFFIX[fit]
                 rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
@@ -353,9 +321,12 @@ def baseline_rows(
             frames, digest = feature_cache[fkey, norm]
             for fit in fits:
                 fit_id = fit_key(digest, kind="probe", split=split, y=y, fit=fit)
-                refit = fit == "train+val"
+                final = fit == "train+val"
                 out = cached_fit(
-                    corpus.name, fit_id, partial(probe_on_split, frames, split, label_of, refit)
+                    corpus.name,
+                    fit_id,
+                    partial(probe_on_split, frames, split, label_of, final),
+                    refit,
                 )
                 name = f"{PROBE_ROW} {label}{norm}{FIT_SUFFIX[fit]}"
                 rows.setdefault(name, Row(name, label, "baseline"))
@@ -371,6 +342,7 @@ def run_benchmark(
     fits: Sequence[str] = ("train+val",),
     late_text: Path | None = None,
     text_weight: float = DEFAULT_TEXT_WEIGHT,
+    refit_baselines: bool = False,
 ) -> tuple[list[dict[str, Any]], str]:
     t0 = time.perf_counter()
     text = TextPosteriors.from_dir(late_text) if late_text else None
@@ -398,7 +370,7 @@ def run_benchmark(
         {tuple(r.config["speed_perturb"]) for r in runs if r.config.get("speed_perturb")}
     )
     rows = model_rows(runs, run_split, text, text_weight) + baseline_rows(
-        splits, workers, with_svm, speaker_norm, fits, speed_sets
+        splits, workers, with_svm, speaker_norm, fits, speed_sets, refit_baselines
     )
     table = build_table(rows)
     md = write_outputs(table, Path(out or runs_dir), corpora.pop(), time.perf_counter() - t0)
@@ -411,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="where benchmark.md/csv/json go (default: RUNS)")
     p.add_argument("--workers", type=int, default=1, help="openSMILE workers for functionals")
     p.add_argument("--no-svm", action="store_true", help="skip the functionals + SVM baseline")
+    p.add_argument(
+        "--refit-baselines",
+        action="store_true",
+        help="fit every baseline again instead of reading cache/<corpus>/baselines/ "
+        "(and store the new fits there)",
+    )
     p.add_argument(
         "--baseline-fit",
         choices=("train+val", "train", "both"),
@@ -437,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fits = ("train+val", "train") if args.baseline_fit == "both" else (args.baseline_fit,)
         _, md = run_benchmark(
             args.runs, args.out, args.workers, not args.no_svm, fits,
-            args.late_text, args.text_weight,
+            args.late_text, args.text_weight, args.refit_baselines,
         )  # fmt: skip
     except (BenchmarkError, ReportError, LateFusionError) as exc:
         print(f"error: {exc}", file=sys.stderr)

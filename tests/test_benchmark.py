@@ -240,6 +240,26 @@ def test_runs_on_speed_perturbed_copies_get_an_svm_trained_on_the_same_copies(
     }
     assert len(seen) == 2 and all(np.allclose(s["train"], 0, atol=1e-6) for s in seen)
     assert len(list((cache_dir / "toy" / "baselines").glob("*.json"))) == 4
+    # --refit-baselines: all four fitted again, the cache overwritten in place
+    seen.clear()
+    bm.baseline_rows(
+        {key: {"feature_keys": {}}}, speaker_norm=True, speed_sets=[(0.9, 1.1)], refit=True
+    )
+    assert len(seen) == 4 and len(list((cache_dir / "toy" / "baselines").glob("*.json"))) == 4
+
+
+def test_benchmark_cli_refit_baselines_reaches_the_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got: list[bool] = []
+
+    def run_benchmark(*args: object) -> tuple[list, str]:
+        got.append(bool(args[-1]))
+        return [], "table"
+
+    monkeypatch.setattr(bm, "run_benchmark", run_benchmark)
+    assert bm.main([str(tmp_path)]) == 0 and bm.main([str(tmp_path), "--refit-baselines"]) == 0
+    assert got == [False, True]
 
 
 def _run(tmp_path: Path, name: str, ua: float, **config: object) -> tuple[object, tuple]:
