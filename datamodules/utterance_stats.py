@@ -12,8 +12,8 @@ functionals' voiced-segment statistics are not. Like the functionals of the clas
 they are then z-scored per speaker over that speaker's utterances (with `normalization
 speaker`; test speakers included, from their own unlabelled clips, as the frames are) or with
 the training part's statistics (`global`, and for a speaker the checkpoint never saw).
-Measured offline on RAVDESS (experiments/RESULTS.md): the per-speaker step is what makes pooled LLD statistics
-competitive.
+Measured offline on RAVDESS (experiments/RESULTS.md): the per-speaker step is what makes
+pooled LLD statistics competitive.
 """
 
 from __future__ import annotations

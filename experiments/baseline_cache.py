@@ -63,13 +63,13 @@ def fit_key(features: str, **inputs: Any) -> str:
 
 
 def cached_fit(
-    corpus: str, key: str, fit: Callable[[], dict[str, Any]], refit: bool = False
+    corpus: str, key: str, fit: Callable[[], dict[str, Any]], refresh: bool = False
 ) -> dict[str, Any]:
     """`fit()`'s result for `key`, read from the corpus's baseline cache when it is there,
-    else computed and stored (atomically). `refit`: computed and stored even where a result
+    else computed and stored (atomically). `refresh`: computed and stored even where a result
     is cached (`experiments.benchmark --refit-baselines`)."""
     path = cache_path(corpus, key)
-    if path.is_file() and not refit:
+    if path.is_file() and not refresh:
         try:
             out = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(out, dict) and {"ua", "wa", "macro_f1"} <= set(out):

@@ -246,7 +246,7 @@ def baseline_rows(
     speaker_norm: bool = False,
     fits: Sequence[str] = ("train+val",),
     speed_sets: Sequence[tuple[float, ...]] = (),
-    refit: bool = False,
+    refresh: bool = False,
 ) -> list[Row]:
     """SVM on functionals and an LR probe per acoustic feature key, on each distinct split;
     with `speaker_norm` (some run normalised per speaker) each once more on features
@@ -257,7 +257,7 @@ def baseline_rows(
     set, trained on the clips and their copies as those runs were (each copy a speaker of its
     own for the per-speaker standardisation; C chosen on the val clips; the refit takes val's
     copies too), in rows named "· speed perturbation [...]". Each fit is read from the
-    baseline cache where it is there, unless `refit` (`baseline_cache.cached_fit`)."""
+    baseline cache where it is there, unless `refresh` (`baseline_cache.cached_fit`)."""
     from datamodules.corpus import as_corpus
     from datamodules.features import load
     from experiments.baseline_cache import cached_fit, digest_arrays, fit_key
@@ -298,7 +298,7 @@ def baseline_rows(
                 digests = "+".join(digest for _, digest in read.values())
                 fit_id = fit_key(digests, kind="svm", idx=idx, y=y, fit=fit, speeds=factors)
                 svm = partial(svm_on_split, x, y, idx, factors, fit)
-                out = cached_fit(corpus.name, fit_id, svm, refit)
+                out = cached_fit(corpus.name, fit_id, svm, refresh)
                 speeds = RECIPE_LABELS["speed_perturb"].format(list(factors))
                 name = SVM_ROW + (f" · {speeds}" if factors else "") + norm + FIT_SUFFIX[fit]
                 rows.setdefault(name, Row(name, "ComParE_2016 functionals", "baseline"))
@@ -326,7 +326,7 @@ def baseline_rows(
                     corpus.name,
                     fit_id,
                     partial(probe_on_split, frames, split, label_of, final),
-                    refit,
+                    refresh,
                 )
                 name = f"{PROBE_ROW} {label}{norm}{FIT_SUFFIX[fit]}"
                 rows.setdefault(name, Row(name, label, "baseline"))

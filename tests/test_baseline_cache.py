@@ -52,8 +52,10 @@ def test_a_fit_is_made_once_then_read_back(cache_dir: Path) -> None:
     assert json.loads((cache_dir / "toy" / "baselines" / "k1.json").read_text())["ua"] == 0.75
     bc.cached_fit("toy", "k2", fit)  # another key is another fit
     assert len(calls) == 2
-    fresh = bc.cached_fit("toy", "k1", lambda: {"ua": 0.5, "wa": 0.5, "macro_f1": 0.5}, refit=True)
-    assert fresh["ua"] == 0.5  # refit: fitted although cached, and stored in its place
+    fresh = bc.cached_fit(
+        "toy", "k1", lambda: {"ua": 0.5, "wa": 0.5, "macro_f1": 0.5}, refresh=True
+    )
+    assert fresh["ua"] == 0.5  # refresh: fitted although cached, and stored in its place
     assert bc.cached_fit("toy", "k1", fit)["ua"] == 0.5 and len(calls) == 2
 
 

@@ -243,7 +243,7 @@ def test_runs_on_speed_perturbed_copies_get_an_svm_trained_on_the_same_copies(
     # --refit-baselines: all four fitted again, the cache overwritten in place
     seen.clear()
     bm.baseline_rows(
-        {key: {"feature_keys": {}}}, speaker_norm=True, speed_sets=[(0.9, 1.1)], refit=True
+        {key: {"feature_keys": {}}}, speaker_norm=True, speed_sets=[(0.9, 1.1)], refresh=True
     )
     assert len(seen) == 4 and len(list((cache_dir / "toy" / "baselines").glob("*.json"))) == 4
 
