@@ -110,8 +110,8 @@ stacked: install  ## MMMLA's GMU on cross-fitted posteriors: make stacked OUTER=
 	$(PY) -m experiments.stacked_fusion --outer $(OUTER) --inner $(OUTER)-xfit --text $(TEXT) \
 	  --out $(OUTER)-stacked --train-inner $(or $(K),5) --save
 
-refit: install  ## retrain a sweep's runs on train + val for their best epoch count: make refit DIR=runs/sweeps/pooling
-	$(PY) -m experiments.refit $(DIR) --parallel 2
+refit: install  ## retrain a sweep's runs on train + val for their best epoch count: make refit DIR=runs/sweeps/pooling [EPOCHS=N|median]
+	$(PY) -m experiments.refit $(DIR) --parallel 2 $(if $(EPOCHS),--epochs $(EPOCHS))
 
 train: install  ## train one variant: make train CONFIG=configs/mmmla.yaml CORPUS=builtin
 	$(PY) -m experiments.train fit --config $(or $(CONFIG),configs/mmmla.yaml) --data.corpus $(CORPUS)

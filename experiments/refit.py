@@ -7,7 +7,10 @@ from scratch with its own config and seed on its training *and* validation speak
 (`--data.fit_on train+val`) for as many epochs as its checkpoint needed (`budget.best_epoch`,
 chosen on val), and the weights after the last of them (the EMA average where the run used
 one) are tested on the same test speakers. Nothing is chosen on the test part, and nothing
-on the now in-sample val part: the epoch count is fixed beforehand.
+on the now in-sample val part: the epoch count is fixed beforehand. One run's best epoch is
+chosen on a few val speakers and moves from seed to seed; `--epochs median` gives every run
+the median best epoch of the runs that differ from it only in their seed (the seeds of a
+variant on one fold), a steadier count chosen on the same val speakers.
 
 Refit runs go to `--out` (default `<SWEEP_DIR>-refit`), one folder per run under the same
 relative name, so `experiments.benchmark` over a folder holding both pairs each refit with
@@ -19,6 +22,8 @@ on a rerun, a failed one leaves `FAILED`).
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,9 +54,24 @@ def run_epochs(run: RunRecord) -> int:
     return int(epochs)
 
 
-def refit_runs(sweep_dir: Path, epochs: int | None = None) -> list[RunSpec]:
+def seed_group(run: RunRecord) -> str:
+    """What a run shares with the other seeds of its variant on its fold: its config but the
+    seed."""
+    return json.dumps({k: v for k, v in run.config.items() if k != "seed"}, sort_keys=True)
+
+
+def median_epochs(runs: Sequence[RunRecord]) -> dict[str, int]:
+    """The median best epoch of each seed group (`seed_group`), rounded half up."""
+    counts: dict[str, list[int]] = {}
+    for run in runs:
+        counts.setdefault(seed_group(run), []).append(run_epochs(run))
+    return {k: int(statistics.median(v) + 0.5) for k, v in counts.items()}
+
+
+def refit_runs(sweep_dir: Path, epochs: int | str | None = None) -> list[RunSpec]:
     """One refit per finished run under `sweep_dir` (refits themselves are left out):
-    its config, train + val, and its best epoch count (or `epochs` for all)."""
+    its config, train + val, and its best epoch count (or `epochs` for all, or with
+    "median" the median best epoch of its seed group, `median_epochs`)."""
     sweep_dir = Path(sweep_dir)
     try:
         found, unreadable = load_runs(sweep_dir)
@@ -59,15 +79,15 @@ def refit_runs(sweep_dir: Path, epochs: int | None = None) -> list[RunSpec]:
         raise RefitError(str(exc)) from exc
     if unreadable:
         raise RefitError(f"cannot refit {unreadable[0]}")
+    found = [run for run in found if run.config.get("fit_on") != "train+val"]
+    medians = median_epochs(found) if epochs == "median" else {}
     runs = []
     for run in found:
-        if run.config.get("fit_on") == "train+val":
-            continue
         run_dir = run.run_dir
         config = run_dir / "config.yaml"
         if not config.is_file():
             raise RefitError(f"{run_dir} has no config.yaml to refit from")
-        n = epochs or run_epochs(run)
+        n = medians[seed_group(run)] if medians else int(epochs or run_epochs(run))
         params = {
             "config": str(config.resolve()),
             "data.fit_on": "train+val",
@@ -89,15 +109,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=f"refit folder (default <sweep>{REFIT_SUFFIX})")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once")
     parser.add_argument(
-        "--epochs", type=int, help="train every refit this many epochs (default: each run's best)"
+        "--epochs",
+        help="train every refit this many epochs, or 'median': the median best epoch of the "
+        "run's seeds on its fold (default: each run's own best)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
     args = parser.parse_args(argv)
-    if args.epochs is not None and args.epochs < 1:
-        print("refit: --epochs must be >= 1", file=sys.stderr)
-        return 2
+    epochs = args.epochs
+    if epochs is not None and epochs != "median":
+        if not epochs.isdigit() or int(epochs) < 1:
+            print(f"refit: --epochs must be 'median' or >= 1, got {epochs!r}", file=sys.stderr)
+            return 2
+        epochs = int(epochs)
     try:
-        runs = refit_runs(args.sweep, args.epochs)
+        runs = refit_runs(args.sweep, epochs)
     except RefitError as exc:
         print(f"refit: {exc}", file=sys.stderr)
         return 2

@@ -471,3 +471,29 @@ def test_refit_names_what_it_cannot_use(tmp_path: Path, capsys) -> None:
     assert "records no best epoch" in capsys.readouterr().err
     assert refit.main([str(tmp_path), "--epochs", "4", "--dry-run"]) == 0
     assert "--trainer.max_epochs 4" in capsys.readouterr().out
+
+
+def test_refit_median_gives_each_run_its_seeds_median_best_epoch(tmp_path: Path, capsys) -> None:
+    from experiments import refit
+
+    best = {(0, 0): 2, (0, 1): 9, (0, 2): 5, (1, 0): 4, (1, 1): 7}  # (fold, seed) -> best epoch
+    for (fold, seed), epoch in best.items():
+        run = tmp_path / f"fold-{fold}__seed-{seed}"
+        run.mkdir()
+        (run / "config.yaml").write_text("model: {}\n")
+        config = {"fold": fold, "seed": seed, "pooling": "attention"}
+        metrics = {"ua": 0.5, "config": config, "budget": {"best_epoch": epoch}}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    epochs = {
+        spec.name: spec.params["trainer.max_epochs"]
+        for spec in refit.refit_runs(tmp_path, "median")
+    }
+    # fold 0: median of 2, 9, 5; fold 1: of 4 and 7, rounded half up
+    assert epochs == {**dict.fromkeys(["fold-0__seed-0", "fold-0__seed-1", "fold-0__seed-2"], 5),
+                      **dict.fromkeys(["fold-1__seed-0", "fold-1__seed-1"], 6)}  # fmt: skip
+    own = {spec.name: spec.params["trainer.max_epochs"] for spec in refit.refit_runs(tmp_path)}
+    assert own["fold-0__seed-1"] == 9
+    assert refit.main([str(tmp_path), "--epochs", "median", "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("--trainer.max_epochs 5") == 3
+    assert refit.main([str(tmp_path), "--epochs", "mean"]) == 2
+    assert "--epochs must be 'median' or >= 1, got 'mean'" in capsys.readouterr().err
