@@ -476,12 +476,14 @@ def test_refit_names_what_it_cannot_use(tmp_path: Path, capsys) -> None:
 def test_refit_median_gives_each_run_its_seeds_median_best_epoch(tmp_path: Path, capsys) -> None:
     from experiments import refit
 
-    best = {(0, 0): 2, (0, 1): 9, (0, 2): 5, (1, 0): 4, (1, 1): 7}  # (fold, seed) -> best epoch
-    for (fold, seed), epoch in best.items():
-        run = tmp_path / f"fold-{fold}__seed-{seed}"
-        run.mkdir()
+    # (fold, seed, pooling) -> best epoch; the mean-pooling run is a variant of its own
+    best = {(0, 0, "attention"): 2, (0, 1, "attention"): 9, (0, 2, "attention"): 5,
+            (1, 0, "attention"): 4, (1, 1, "attention"): 7, (0, 0, "mean"): 20}  # fmt: skip
+    for (fold, seed, pooling), epoch in best.items():
+        run = tmp_path / pooling / f"fold-{fold}__seed-{seed}"
+        run.mkdir(parents=True)
         (run / "config.yaml").write_text("model: {}\n")
-        config = {"fold": fold, "seed": seed, "pooling": "attention"}
+        config = {"fold": fold, "seed": seed, "pooling": pooling}
         metrics = {"ua": 0.5, "config": config, "budget": {"best_epoch": epoch}}
         (run / "metrics.json").write_text(json.dumps(metrics))
     epochs = {
@@ -489,10 +491,11 @@ def test_refit_median_gives_each_run_its_seeds_median_best_epoch(tmp_path: Path,
         for spec in refit.refit_runs(tmp_path, "median")
     }
     # fold 0: median of 2, 9, 5; fold 1: of 4 and 7, rounded half up
-    assert epochs == {**dict.fromkeys(["fold-0__seed-0", "fold-0__seed-1", "fold-0__seed-2"], 5),
-                      **dict.fromkeys(["fold-1__seed-0", "fold-1__seed-1"], 6)}  # fmt: skip
+    fold0 = ["attention/fold-0__seed-0", "attention/fold-0__seed-1", "attention/fold-0__seed-2"]
+    assert epochs == {**dict.fromkeys(fold0, 5), "mean/fold-0__seed-0": 20,
+                      **dict.fromkeys(["attention/fold-1__seed-0", "attention/fold-1__seed-1"], 6)}  # fmt: skip
     own = {spec.name: spec.params["trainer.max_epochs"] for spec in refit.refit_runs(tmp_path)}
-    assert own["fold-0__seed-1"] == 9
+    assert own["attention/fold-0__seed-1"] == 9
     assert refit.main([str(tmp_path), "--epochs", "median", "--dry-run"]) == 0
     assert capsys.readouterr().out.count("--trainer.max_epochs 5") == 3
     assert refit.main([str(tmp_path), "--epochs", "mean"]) == 2
