@@ -130,7 +130,7 @@ class EmotionDataModule(pl.LightningDataModule):
         seed: int = 0,
         max_frames: int | None = DEFAULT_MAX_FRAMES,
         acoustic_features: str = "compare_lld",
-        acoustic_layer: str = "last",
+        acoustic_layer: int | str = "last",
         feature_device: str = "cpu",
         transcripts: Literal["gold", "asr"] = "gold",
         test_transcripts: Literal["gold", "asr"] | None = None,
@@ -529,7 +529,11 @@ class EmotionDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         """The test part in split order, with a plain BatchSampler Lightning can wrap."""
-        ds = self._dataset("test")
+        return self.part_dataloader("test")
+
+    def part_dataloader(self, part: str) -> DataLoader:
+        """One part's clips in split order, whole (no crops), with a plain BatchSampler."""
+        ds = self._dataset(part)
         sampler = BatchSampler(SequentialSampler(ds), self.batch_size, drop_last=False)
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, **self._worker_kwargs())
 

@@ -19,6 +19,12 @@ from lightning_modules.branch_init import init_branch
 from lightning_modules.metrics import build_metrics, class_names_or_default, summarize
 from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
 from lightning_modules.predictions import PredictionCollector, Predictions
+from lightning_modules.probe_init import (
+    check_probe_init,
+    fit_probe,
+    shortcut_features,
+    start_head_from_probe,
+)
 from lightning_modules.record import RECORD_KEY, build_record, model_init_args
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class EmotionClassifier(pl.LightningModule):
         init_lexical: str = "",
         freeze_init: bool = False,
         posterior_branch: str = "",
+        probe_init: bool = False,
     ) -> None:
         """Recipe switches (training only, all off by default): `time_masks`/`time_width`,
         `feature_masks`/`feature_width` and `frame_dropout` mask acoustic frames (SpecAugment,
@@ -89,7 +96,9 @@ class EmotionClassifier(pl.LightningModule):
         `ema_decay` > 0 validates, tests and saves an exponential moving average of the weights.
         `val/ua_smooth` (an average of val/ua over epochs) is logged for checkpoint selection on
         small val sets. `utterance_stats_dim` > 0 (linked from the datamodule's
-        `utterance_stats`) joins each clip's standardised statistics to the acoustic branch."""
+        `utterance_stats`) joins each clip's standardised statistics to the acoustic branch.
+        `probe_init` starts the head from a logistic probe fitted on its statistics shortcut
+        at the start of `fit` (`lightning_modules.probe_init`)."""
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ModelConfigError(
@@ -149,6 +158,9 @@ class EmotionClassifier(pl.LightningModule):
                 "start from; neither is set"
             )
         self.freeze_init = freeze_init
+        self.probe_init = probe_init
+        if probe_init:
+            check_probe_init(self.net.encoder, head_hidden)
         self.frozen: list[nn.Module] = []
         self.modality_dropout, self.ema_decay = modality_dropout, ema_decay
         self.branch_loss = branch_loss
@@ -181,6 +193,28 @@ class EmotionClassifier(pl.LightningModule):
             self.class_weight.copy_(weights.to(self.class_weight.device))
         if stage == "fit" and self.init_paths:
             self._init_branches(datamodule)
+        if stage == "fit" and self.probe_init and datamodule is not None:
+            self._start_from_probe(datamodule)
+
+    def _start_from_probe(self, datamodule: Any) -> None:
+        """The head's statistics shortcut starts at the logistic probe fitted on the training
+        part, C picked on val (`probe_init`). The training order's RNG is left untouched."""
+        encoder = check_probe_init(self.net.encoder, self.hparams["head_hidden"])
+        with torch.random.fork_rng(devices=[]):
+            parts = {
+                part: shortcut_features(
+                    encoder, datamodule.part_dataloader(part), self.net.layer_mix
+                )
+                for part in ("train", "val")
+            }
+        val = parts["val"] if len(parts["val"][1]) else None
+        fit = fit_probe(parts["train"], val, len(self.class_names))
+        start_head_from_probe(self.net.head.net[-1], encoder, fit)
+        log.info(
+            "model.probe_init: head started from the logistic probe, C=%g (val UA by C: %s)",
+            fit.c,
+            {c: round(v, 3) for c, v in fit.val_ua.items()},
+        )
 
     def _init_branches(self, datamodule: Any) -> None:
         """Start (and with freeze_init freeze) the branches named by init_acoustic/init_lexical."""
