@@ -111,12 +111,16 @@ def check_probe_init(encoder: nn.Module, head_hidden: int) -> AcousticEncoder:
 
 @torch.no_grad()
 def shortcut_features(
-    encoder: AcousticEncoder, batches: Iterable[Batch], layer_mix: nn.Module | None = None
+    encoder: AcousticEncoder,
+    batches: Iterable[Batch],
+    layer_mix: nn.Module | None = None,
+    fit_norm: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, S) statistics shortcut (the input stats, standardised where the branch does so,
-    ⊕ the utterance statistics) and (N,) labels of every clip of `batches`. A `StatsNorm` on
-    the input statistics gets their mean and variance over these clips as running statistics
-    first, so that evaluation-mode features match what training batches will see."""
+    ⊕ the utterance statistics) and (N,) labels of every clip of `batches`. With `fit_norm`
+    (the training part) a `StatsNorm` on the input statistics first gets their mean and
+    variance over these clips as running statistics, so that evaluation-mode features match
+    what training batches will see."""
     branch = encoder.branch
     assert branch.input_stats is not None
     raw: list[Tensor] = []
@@ -140,11 +144,12 @@ def shortcut_features(
     stats = torch.cat(raw)
     norm = branch.input_norm
     if isinstance(norm, StatsNorm):
-        norm.norm.running_mean.copy_(stats.mean(0))
-        norm.norm.running_var.copy_(stats.var(0) if len(stats) > 1 else torch.ones_like(stats[0]))
+        if fit_norm:
+            var = stats.var(0) if len(stats) > 1 else torch.ones_like(stats[0])
+            norm.norm.running_mean.copy_(stats.mean(0))
+            norm.norm.running_var.copy_(var)
         was_training = norm.training
-        norm.eval()
-        stats = norm(stats)
+        stats = norm.eval()(stats)  # the running statistics, as at validation
         norm.train(was_training)
     features = torch.cat([stats, *([torch.cat(extra)] if extra else [])], dim=-1)
     return features.double().cpu().numpy(), torch.cat(labels).cpu().numpy()

@@ -20,6 +20,7 @@ from lightning_modules.metrics import build_metrics, class_names_or_default, sum
 from lightning_modules.model import EmotionNet, ModelConfigError, ModelOutput, modalities_for
 from lightning_modules.predictions import PredictionCollector, Predictions
 from lightning_modules.probe_init import (
+    ProbeFit,
     check_probe_init,
     fit_probe,
     shortcut_features,
@@ -194,16 +195,20 @@ class EmotionClassifier(pl.LightningModule):
         if stage == "fit" and self.init_paths:
             self._init_branches(datamodule)
         if stage == "fit" and self.probe_init and datamodule is not None:
-            self._start_from_probe(datamodule)
+            self.start_from_probe(datamodule)
 
-    def _start_from_probe(self, datamodule: Any) -> None:
+    def start_from_probe(self, datamodule: Any) -> ProbeFit:
         """The head's statistics shortcut starts at the logistic probe fitted on the training
-        part, C picked on val (`probe_init`). The training order's RNG is left untouched."""
+        part, C picked on val (`probe_init`; the datamodule gives `part_dataloader`). The
+        training order's RNG is left untouched."""
         encoder = check_probe_init(self.net.encoder, self.hparams["head_hidden"])
         with torch.random.fork_rng(devices=[]):
             parts = {
                 part: shortcut_features(
-                    encoder, datamodule.part_dataloader(part), self.net.layer_mix
+                    encoder,
+                    datamodule.part_dataloader(part),
+                    self.net.layer_mix,
+                    fit_norm=part == "train",
                 )
                 for part in ("train", "val")
             }
@@ -215,6 +220,7 @@ class EmotionClassifier(pl.LightningModule):
             fit.c,
             {c: round(v, 3) for c, v in fit.val_ua.items()},
         )
+        return fit
 
     def _init_branches(self, datamodule: Any) -> None:
         """Start (and with freeze_init freeze) the branches named by init_acoustic/init_lexical."""

@@ -122,6 +122,9 @@ class FakeDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
+    def part_dataloader(self, part: str) -> DataLoader:
+        return self._loader(part)
+
     def state_dict(self) -> dict[str, Any]:
         return {"class_names": self.class_names, "feature_key": self.feature_key, "mean": [0.0] * 6}
 

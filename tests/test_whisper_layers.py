@@ -149,3 +149,23 @@ def test_throughput_bench_takes_a_layer() -> None:
     (row,) = frontend_throughput(["whisper_tiny@all"], seconds=3.0)
     assert row["frontend"] == "whisper_tiny@all" and row["dim"] == 5 * 384
     assert abs(row["frames"] - row["audio_s"] / 0.02) < 10 and row["audio_s_per_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["whisper_base_l3", "whisper_base", "compare_lld"])
+def test_front_end_configs_parse_in_the_training_cli(name: str, capsys) -> None:
+    """README's `--config <variant> --config configs/features/<set>.yaml` parses as written
+    (a layer index in YAML is an int)."""
+    import yaml
+
+    from experiments.train import main
+
+    repo = Path(__file__).resolve().parents[1]
+    path = repo / "configs" / "features" / f"{name}.yaml"
+    variant = repo / "configs" / "acoustic_attention_tuned.yaml"
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--config", str(variant), "--config", str(path), "--print_config"])
+    assert exited.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)["data"]
+    wanted = yaml.safe_load(path.read_text())["data"]
+    assert str(printed["acoustic_layer"]) == str(wanted.get("acoustic_layer", "last"))
+    assert printed["acoustic_features"] == wanted["acoustic_features"]
