@@ -141,6 +141,8 @@ def shortcut_features(
                 raise ModelConfigError("model.probe_init: a batch lacks its utterance_stats")
             extra.append(batch.utterance_stats)
         labels.append(batch.labels)
+    if not raw:
+        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
     stats = torch.cat(raw)
     norm = branch.input_norm
     if isinstance(norm, StatsNorm):

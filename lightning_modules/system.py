@@ -199,21 +199,28 @@ class EmotionClassifier(pl.LightningModule):
 
     def start_from_probe(self, datamodule: Any) -> ProbeFit:
         """The head's statistics shortcut starts at the logistic probe fitted on the training
-        part, C picked on val (`probe_init`; the datamodule gives `part_dataloader`). The
-        training order's RNG is left untouched."""
+        part, C picked on val (`probe_init`; the datamodule gives `part_dataloader`), or the
+        grid's middle C where there is no val part to pick on (none, or `fit_on` train+val).
+        The training order's RNG is left untouched."""
         encoder = check_probe_init(self.net.encoder, self.hparams["head_hidden"])
+        # with fit_on train+val the val clips are training clips: no place to pick C
+        parts = (
+            ["train"] if getattr(datamodule, "fit_on", "train") == "train+val" else ["train", "val"]
+        )
         with torch.random.fork_rng(devices=[]):
-            parts = {
+            features = {
                 part: shortcut_features(
                     encoder,
                     datamodule.part_dataloader(part),
                     self.net.layer_mix,
                     fit_norm=part == "train",
                 )
-                for part in ("train", "val")
+                for part in parts
             }
-        val = parts["val"] if len(parts["val"][1]) else None
-        fit = fit_probe(parts["train"], val, len(self.class_names))
+        val = features.get("val")
+        fit = fit_probe(
+            features["train"], val if val and len(val[1]) else None, len(self.class_names)
+        )
         start_head_from_probe(self.net.head.net[-1], encoder, fit)
         log.info(
             "model.probe_init: head started from the logistic probe, C=%g (val UA by C: %s)",

@@ -122,3 +122,19 @@ def test_probe_init_trains_from_the_cli(tmp_path: Path) -> None:
     pooled = cli.model.net.encoder.branch.pooling.out_dim
     assert not head.weight[:, :pooled].any() and head.weight[:, pooled:].abs().sum() > 0
     assert cli.model.results["test"]["ua"] > 0.5  # the probe alone separates the fake classes
+
+
+@pytest.mark.parametrize("case", ["train+val", "empty val"])
+def test_probe_init_without_a_val_part_takes_the_grids_middle(case: str) -> None:
+    data = FakeDataModule(modalities=["acoustic"])
+    data.setup("fit")
+    if case == "train+val":
+        data.fit_on = "train+val"
+    else:
+        data.parts["val"] = []
+    model = EmotionClassifier(
+        architecture="acoustic", input_stats=True, probe_init=True,
+        hidden_size=4, num_classes=3, acoustic_dim=6, class_names=data.class_names,
+    )  # fmt: skip
+    fit = model.start_from_probe(data)
+    assert fit.val_ua == {} and fit.c == C_GRID[len(C_GRID) // 2]
