@@ -120,6 +120,7 @@ RECIPE_LABELS = {
     "mixup": "mixup {}",
     "input_stats": "input stats",
     "stats_norm": "stats norm",
+    "probe_init": "probe init",
     "freeze_init": "frozen",
     "posterior_branch": "{} posteriors",
 }

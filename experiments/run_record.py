@@ -36,6 +36,7 @@ RECORD_MODEL_KEYS = (
     "branch_loss",
     "label_smoothing",
     "mixup",
+    "probe_init",
     # branch pretraining (lightning_modules.branch_init)
     "init_acoustic",
     "init_lexical",

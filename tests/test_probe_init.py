@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from experiments.benchmark import recipe_labels
 from lightning_modules.model import ModelConfigError
 from lightning_modules.probe_init import C_GRID, fit_probe, unweighted_recall
 from lightning_modules.system import EmotionClassifier
@@ -122,6 +124,9 @@ def test_probe_init_trains_from_the_cli(tmp_path: Path) -> None:
     pooled = cli.model.net.encoder.branch.pooling.out_dim
     assert not head.weight[:, :pooled].any() and head.weight[:, pooled:].abs().sum() > 0
     assert cli.model.results["test"]["ua"] > 0.5  # the probe alone separates the fake classes
+    config = json.loads((tmp_path / "metrics.json").read_text())["config"]
+    assert config["probe_init"] is True  # the record compares runs by it
+    assert "probe init" in recipe_labels(config)  # and the benchmark's rows name it
 
 
 @pytest.mark.parametrize("case", ["train+val", "empty val"])
