@@ -274,6 +274,12 @@ class EmotionCLI(LightningCLI):
                 getattr(self, "_train_seconds", 0.0),
             ),
             "selection": selection_record(self.trainer.checkpoint_callback),
+            # model.probe_init's C and its val UA per C (a fit that started the head)
+            **(
+                {"probe_init": probe}
+                if (probe := getattr(self.model, "probe_record", None))
+                else {}
+            ),
             "config": self.run_record(),
             "code": self._code,  # set in instantiate_trainer, which every subcommand runs first
         }

@@ -160,6 +160,7 @@ class EmotionClassifier(pl.LightningModule):
             )
         self.freeze_init = freeze_init
         self.probe_init = probe_init
+        self.probe_record: dict[str, Any] | None = None  # the probe's C and val UA, once fitted
         if probe_init:
             check_probe_init(self.net.encoder, head_hidden)
         self.frozen: list[nn.Module] = []
@@ -222,6 +223,10 @@ class EmotionClassifier(pl.LightningModule):
             features["train"], val if val and len(val[1]) else None, len(self.class_names)
         )
         start_head_from_probe(self.net.head.net[-1], encoder, fit)
+        self.probe_record = {
+            "C": fit.c,
+            "val_ua_by_C": {str(c): round(v, 4) for c, v in fit.val_ua.items()},
+        }
         log.info(
             "model.probe_init: head started from the logistic probe, C=%g (val UA by C: %s)",
             fit.c,

@@ -124,7 +124,10 @@ def test_probe_init_trains_from_the_cli(tmp_path: Path) -> None:
     pooled = cli.model.net.encoder.branch.pooling.out_dim
     assert not head.weight[:, :pooled].any() and head.weight[:, pooled:].abs().sum() > 0
     assert cli.model.results["test"]["ua"] > 0.5  # the probe alone separates the fake classes
-    config = json.loads((tmp_path / "metrics.json").read_text())["config"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["probe_init"]["C"] in C_GRID  # the fit's choice, and val UA per C
+    assert set(metrics["probe_init"]["val_ua_by_C"]) == {str(c) for c in C_GRID}
+    config = metrics["config"]
     assert config["probe_init"] is True  # the record compares runs by it
     assert "probe init" in recipe_labels(config)  # and the benchmark's rows name it
 
