@@ -17,5 +17,12 @@ class ClassifierHead(nn.Module):
         layers.append(nn.Linear(in_dim, num_classes))
         self.net = nn.Sequential(*layers)
 
+    @property
+    def output(self) -> nn.Linear:
+        """The last linear layer: (hidden or in_dim) -> C logits."""
+        layer = self.net[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -132,6 +132,13 @@ class StatsNorm(nn.Module):
         super().__init__()
         self.norm = nn.BatchNorm1d(dim, affine=False)
 
+    def set_statistics(self, mean: Tensor, var: Tensor) -> None:
+        """Running statistics set outright (e.g. from a whole training part, not a batch)."""
+        n = self.norm
+        assert n.running_mean is not None and n.running_var is not None  # track_running_stats
+        n.running_mean.copy_(mean)
+        n.running_var.copy_(var)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.training and x.shape[0] < 2:
             n = self.norm

@@ -148,8 +148,7 @@ def shortcut_features(
     if isinstance(norm, StatsNorm):
         if fit_norm:
             var = stats.var(0) if len(stats) > 1 else torch.ones_like(stats[0])
-            norm.norm.running_mean.copy_(stats.mean(0))
-            norm.norm.running_var.copy_(var)
+            norm.set_statistics(stats.mean(0), var)
         was_training = norm.training
         stats = norm.eval()(stats)  # the running statistics, as at validation
         norm.train(was_training)

@@ -222,7 +222,7 @@ class EmotionClassifier(pl.LightningModule):
         fit = fit_probe(
             features["train"], val if val and len(val[1]) else None, len(self.class_names)
         )
-        start_head_from_probe(self.net.head.net[-1], encoder, fit)
+        start_head_from_probe(self.net.head.output, encoder, fit)
         self.probe_record = {
             "C": fit.c,
             "val_ua_by_C": {str(c): round(v, 4) for c, v in fit.val_ua.items()},

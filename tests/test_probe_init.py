@@ -84,7 +84,7 @@ def test_model_starts_with_the_probes_logits(stats_norm: bool) -> None:
     rng_before = torch.get_rng_state()
     fit = model.start_from_probe(data)
     assert torch.equal(torch.get_rng_state(), rng_before)  # the training order is not moved
-    head = model.net.head.net[-1]
+    head = model.net.head.output
     pooled = model.net.encoder.branch.pooling.out_dim  # the BLSTM + attention vector
     assert not head.weight[:, :pooled].any() and head.weight[:, pooled:].abs().sum() > 0
     if stats_norm:
@@ -120,7 +120,7 @@ def test_probe_init_trains_from_the_cli(tmp_path: Path) -> None:
     args = ["fit", "--config", str(config), "--model.probe_init", "true"]
     cli = run([*args, "--trainer.max_epochs", "1", "--model.lr", "0"], tmp_path)
     assert cli.model.hparams.probe_init is True
-    head = cli.model.net.head.net[-1]  # lr 0: still the probe's start, after fit's setup
+    head = cli.model.net.head.output  # lr 0: still the probe's start, after fit's setup
     pooled = cli.model.net.encoder.branch.pooling.out_dim
     assert not head.weight[:, :pooled].any() and head.weight[:, pooled:].abs().sum() > 0
     assert cli.model.results["test"]["ua"] > 0.5  # the probe alone separates the fake classes
