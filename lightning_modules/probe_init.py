@@ -44,12 +44,6 @@ class ProbeFit:
     val_ua: dict[float, float]
 
 
-def unweighted_recall(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """UA: the mean recall over the classes present in y_true."""
-    classes = np.unique(y_true)
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
-
-
 def fit_probe(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
@@ -60,6 +54,7 @@ def fit_probe(
     the grid's middle); the standardisation folded into the returned weights. Classes absent
     from the training part get zero weights and a bias far below the others'."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score  # UA
     from sklearn.preprocessing import StandardScaler
 
     x, y = train
@@ -77,7 +72,7 @@ def fit_probe(
     if val is not None and len(val[1]):
         fitted = {c: fit(c) for c in grid}
         val_ua = {
-            c: unweighted_recall(val[1], m.predict(scaler.transform(val[0])))
+            c: float(balanced_accuracy_score(val[1], m.predict(scaler.transform(val[0]))))
             for c, m in fitted.items()
         }
         best = max(grid, key=lambda c: (val_ua[c], -c))

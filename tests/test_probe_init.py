@@ -11,7 +11,7 @@ import torch
 
 from experiments.benchmark import recipe_labels
 from lightning_modules.model import ModelConfigError
-from lightning_modules.probe_init import C_GRID, fit_probe, unweighted_recall
+from lightning_modules.probe_init import C_GRID, fit_probe
 from lightning_modules.system import EmotionClassifier
 from tests.model_fakes import FakeDataModule
 
@@ -56,14 +56,7 @@ def test_fit_probe_two_classes_gives_two_logits() -> None:
     logits = test[0] @ fit.weight.T + fit.bias
     reference = sklearn_probe(fit.c, *train)
     np.testing.assert_allclose(logits[:, 1] - logits[:, 0], reference.decision_function(test[0]))
-    assert unweighted_recall(test[1], logits.argmax(1)) == pytest.approx(
-        unweighted_recall(test[1], reference.predict(test[0]))
-    )
-
-
-def test_unweighted_recall_is_the_mean_recall_over_present_classes() -> None:
-    y_true, y_pred = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
-    assert unweighted_recall(y_true, y_pred) == pytest.approx((1 / 3 + 1 + 1 / 2) / 3)
+    assert (logits.argmax(1) == reference.predict(test[0])).all()
 
 
 def frame_stats(part: list) -> tuple[np.ndarray, np.ndarray]:
