@@ -35,6 +35,7 @@ import numpy as np
 
 from datamodules.corpus import as_corpus
 from datamodules.paths import atomic_write_bytes, corpus_dir
+from lightning_modules.probe_init import C_GRID as PROBE_C_GRID
 
 FEATURE_SET = "ComParE_2016"
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -215,7 +216,7 @@ def logistic_probe(
     test_states: Sequence[np.ndarray],
     test_y: np.ndarray,
     val: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
-    grid: Sequence[float] = (1e-2, 1e-1, 1.0, 10.0),
+    grid: Sequence[float] = PROBE_C_GRID,
     refit: bool = True,
 ) -> dict[str, Any]:
     """Logistic regression on (T, D) states pooled to mean ⊕ std; C on val UA, then refit on

@@ -14,7 +14,6 @@ Features": a head fitted first keeps fine-tuning from disturbing what is already
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,9 +28,7 @@ from lightning_modules.branches import AcousticEncoder, ModelConfigError
 from lightning_modules.encoders import out_dim
 from lightning_modules.pooling import StatsNorm
 
-log = logging.getLogger(__name__)
-
-C_GRID = (1e-2, 1e-1, 1.0, 10.0)  # experiments.baselines.logistic_probe's grid
+C_GRID = (1e-2, 1e-1, 1.0, 10.0)  # the logistic probe's C grid, experiments.baselines' too
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ def fit_probe(
     if len(present) == 2:  # sklearn's binary form: one row, the logit of the second class
         coef = np.stack([np.zeros_like(coef[0]), coef[0]])
         intercept = np.array([0.0, intercept[0]])
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    scale = scaler.scale_  # 1 where a column is constant (StandardScaler's own guard)
     weight = np.zeros((num_classes, x.shape[1]))
     bias = np.full(num_classes, float(np.min(intercept)) - 10.0)
     weight[present] = coef / scale
